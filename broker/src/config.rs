@@ -1,0 +1,97 @@
+//! The broker's configuration: built-in defaults, then a TOML file, then
+//! `QUIVER_<SECTION>__<KEY>` environment variables, then command-line flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::store::StoreConfig;
+
+/// Default UDP port of a broker (RocketMQ's 10911).
+pub const BROKER_PORT: u16 = 10911;
+/// Default UDP port of a name server and of the standalone (RocketMQ's 9876).
+pub const NAMESRV_PORT: u16 = 9876;
+
+/// Everything a broker process reads at start.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// Identity, addresses and data.
+    pub broker: BrokerSection,
+    /// TLS material.
+    pub tls: TlsSection,
+    /// The store.
+    pub store: StoreConfig,
+}
+
+/// `[broker]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerSection {
+    /// Broker name (unique in its cluster).
+    pub name: String,
+    /// UDP address to bind (port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// Address clients connect to; defaults to the bound address.
+    pub advertise: Option<String>,
+    /// Where the log, indexes, TLS files and `ports.json` live.
+    pub data_dir: PathBuf,
+    /// Create unknown topics on first send.
+    pub auto_create_topics: bool,
+    /// Queue count of auto-created topics.
+    pub default_queues: u32,
+}
+
+/// `[tls]`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSection {
+    /// Directory with `ca.pem`, `<node>.pem`, `<node>.key`.
+    pub dir: Option<PathBuf>,
+    /// Node name of this server's pair; defaults to the broker name.
+    pub node: Option<String>,
+}
+
+impl Default for BrokerSection {
+    fn default() -> Self {
+        BrokerSection {
+            name: "broker-a".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], BROKER_PORT)),
+            advertise: None,
+            data_dir: PathBuf::from("quiver-data"),
+            auto_create_topics: false,
+            default_queues: quiver_proto::requests::topic::QUEUES_DEFAULT,
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// Layers `defaults`, the TOML `file` (if any) and the `QUIVER_<SECTION>__<KEY>`
+    /// environment. The error names the source of a bad value.
+    pub fn load(defaults: BrokerConfig, file: Option<&Path>) -> Result<Self, String> {
+        let mut figment = Figment::from(Serialized::defaults(defaults));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(format!("config file {} does not exist", file.display()));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment.merge(
+            Env::prefixed("QUIVER_")
+                .filter(|key| key.as_str().contains("__"))
+                .split("__"),
+        );
+        figment
+            .extract()
+            .map_err(|err| format!("invalid configuration: {err}"))
+    }
+
+    /// The effective configuration as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self)
+            .unwrap_or_else(|err| format!("# cannot render config: {err}\n"))
+    }
+}

@@ -1,0 +1,17 @@
+//! The Quiver broker: a durable commit-log store with redb indexes, the request handlers
+//! that serve it over QUIC, and the standalone mode (broker + embedded name server on one
+//! endpoint).
+//!
+//! # Layout
+//! - [`store`]: commit log, group-commit writer, dispatcher, indexes, recovery, retention.
+//! - [`remoting`]: request code → handler; admin checks; error mapping.
+//! - [`server`]: binding, the `listening` line and `ports.json`, graceful shutdown.
+//! - [`config`]: the broker's TOML config with `QUIVER_<SECTION>__<KEY>` overrides.
+//! - [`clock`]: the only reader of the wall clock.
+
+pub mod args;
+pub mod clock;
+pub mod config;
+pub mod remoting;
+pub mod server;
+pub mod store;

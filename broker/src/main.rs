@@ -1,0 +1,64 @@
+//! `quiver-broker`: a broker process configured by file, environment and flags.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use quiver_broker::args::{LogFormat, ServerArgs};
+use quiver_broker::config::BrokerConfig;
+use quiver_net::tls::ServerTls;
+use tokio_util::sync::CancellationToken;
+
+/// A Quiver broker.
+#[derive(Parser, Debug)]
+#[command(
+    name = "quiver-broker",
+    version,
+    about = "A Quiver broker: stores messages and serves them over QUIC"
+)]
+struct Cli {
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match cli.server.resolve(BrokerConfig::default()) {
+        Ok(config) => config,
+        Err(err) => return fail(&err),
+    };
+    if cli.server.print_config {
+        print!("{}", config.to_toml());
+        return ExitCode::SUCCESS;
+    }
+    let Some(tls_dir) = config.tls.dir.clone() else {
+        return fail(&format!(
+            "no TLS directory: run `quiver certs init --dir ./tls --node {}` and pass --tls-dir ./tls (or set [tls] dir in the config file)",
+            config.broker.name
+        ));
+    };
+    let node = config
+        .tls
+        .node
+        .clone()
+        .unwrap_or_else(|| config.broker.name.clone());
+    let tls = ServerTls::in_dir(&tls_dir, &node);
+    quiver_broker::server::init_logging(cli.server.log_format == LogFormat::Json);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => return fail(&format!("cannot start the runtime: {err}")),
+    };
+    let result = runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        quiver_broker::server::watch_signals(shutdown.clone());
+        quiver_broker::server::run("broker", config, tls, shutdown).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => fail(&err),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("quiver-broker: error: {message}");
+    ExitCode::FAILURE
+}

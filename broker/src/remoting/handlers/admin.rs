@@ -1,0 +1,13 @@
+//! `broker.*` handlers.
+
+use bytes::Bytes;
+use quiver_proto::decode_body;
+use quiver_proto::requests::admin::StatsRequest;
+
+use super::reply;
+use crate::remoting::{Broker, Failure};
+
+pub(crate) async fn stats(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure> {
+    let _: StatsRequest = decode_body(body)?;
+    reply(&broker.store.stats())
+}

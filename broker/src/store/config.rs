@@ -1,0 +1,74 @@
+//! Store settings.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// When an acknowledged send is durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlushMode {
+    /// Ack after `fdatasync` (default): survives power loss.
+    Sync,
+    /// Ack after `write()` reaches the OS: survives `kill -9`, not power loss; the log is
+    /// synced every `flush_interval`.
+    Async,
+}
+
+impl FlushMode {
+    /// The mode's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            FlushMode::Sync => "sync",
+            FlushMode::Async => "async",
+        }
+    }
+}
+
+/// Store settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Flush mode.
+    pub flush: FlushMode,
+    /// Async mode: how often the log is synced.
+    #[serde(with = "humantime_serde")]
+    pub flush_interval: Duration,
+    /// Size at which a new segment is started.
+    pub segment_bytes: bytesize::ByteSize,
+    /// Remove the oldest segments while the log is larger than this (0 = no limit).
+    pub retention_bytes: bytesize::ByteSize,
+    /// Remove segments whose messages are all older than this (0 = keep forever).
+    #[serde(with = "humantime_serde")]
+    pub retention_age: Duration,
+    /// How often retention runs.
+    #[serde(with = "humantime_serde")]
+    pub retention_check: Duration,
+    /// Largest message body.
+    pub message_bytes_max: bytesize::ByteSize,
+    /// Largest send batch (sum of bodies).
+    pub batch_bytes_max: bytesize::ByteSize,
+    /// How often index commits are made durable.
+    #[serde(with = "humantime_serde")]
+    pub index_durable_interval: Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            flush: FlushMode::Sync,
+            flush_interval: Duration::from_millis(100),
+            segment_bytes: bytesize::ByteSize::gib(1),
+            retention_bytes: bytesize::ByteSize::b(0),
+            retention_age: Duration::from_secs(72 * 3600),
+            retention_check: Duration::from_secs(10),
+            message_bytes_max: bytesize::ByteSize::b(
+                quiver_proto::message::MESSAGE_BYTES_MAX_DEFAULT as u64,
+            ),
+            batch_bytes_max: bytesize::ByteSize::b(
+                quiver_proto::requests::msg::BATCH_BYTES_MAX_DEFAULT as u64,
+            ),
+            index_durable_interval: Duration::from_secs(1),
+        }
+    }
+}

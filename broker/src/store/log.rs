@@ -1,0 +1,170 @@
+//! The commit log: segment files named by their base position, holding records back to back.
+//! A position is a byte address in the whole log; segment `base` holds `[base, base + len)`.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+
+use super::StoreError;
+use super::backend::{LogFile, Storage};
+use super::record::{self, Record, RecordError};
+
+/// Bytes read at a time while scanning.
+const SCAN_CHUNK_BYTES: usize = 8 << 20;
+/// File name suffix of a segment.
+const SEGMENT_SUFFIX: &str = ".log";
+
+/// The segment files.
+pub struct Log {
+    storage: Arc<dyn Storage>,
+    // RwLock: readers look segments up on every pull; only rolling and retention write.
+    segments: RwLock<BTreeMap<u64, Arc<dyn LogFile>>>,
+}
+
+impl Log {
+    /// Opens every segment present, in position order.
+    pub fn open(storage: Arc<dyn Storage>) -> Result<Self, StoreError> {
+        let mut segments = BTreeMap::new();
+        for name in storage.list()? {
+            if let Some(base) = parse_name(&name) {
+                segments.insert(base, storage.open(&name, false)?);
+            }
+        }
+        Ok(Log {
+            storage,
+            segments: RwLock::new(segments),
+        })
+    }
+
+    /// `(base, file)` of every segment, oldest first.
+    pub fn segments(&self) -> Vec<(u64, Arc<dyn LogFile>)> {
+        self.read_lock()
+            .iter()
+            .map(|(base, file)| (*base, file.clone()))
+            .collect()
+    }
+
+    /// Creates the segment starting at `base`.
+    pub fn create_segment(&self, base: u64) -> Result<Arc<dyn LogFile>, StoreError> {
+        let file = self.storage.open(&segment_name(base), true)?;
+        self.write_lock().insert(base, file.clone());
+        Ok(file)
+    }
+
+    /// Deletes the segment starting at `base`.
+    pub fn remove_segment(&self, base: u64) -> Result<(), StoreError> {
+        self.write_lock().remove(&base);
+        self.storage.remove(&segment_name(base))?;
+        Ok(())
+    }
+
+    /// Reads `len` bytes at `pos` (inside one segment).
+    pub fn read(&self, pos: u64, len: usize) -> Result<Bytes, StoreError> {
+        let (base, file) = {
+            let segments = self.read_lock();
+            let (base, file) =
+                segments
+                    .range(..=pos)
+                    .next_back()
+                    .ok_or_else(|| StoreError::Corrupt {
+                        pos,
+                        reason: "no segment holds this position (removed by retention?)".into(),
+                    })?;
+            (*base, file.clone())
+        };
+        let mut buf = vec![0u8; len];
+        file.read_at(pos - base, &mut buf)?;
+        Ok(Bytes::from(buf))
+    }
+
+    /// Reads and checks the record at `pos` whose length is `size`.
+    pub fn read_record(&self, pos: u64, size: u32) -> Result<Record, StoreError> {
+        let bytes = self.read(pos, size as usize)?;
+        let (record, len) = record::decode(&bytes).map_err(|err| StoreError::Corrupt {
+            pos,
+            reason: err.to_string(),
+        })?;
+        if len != size as usize {
+            return Err(StoreError::Corrupt {
+                pos,
+                reason: format!("record is {len} bytes, index says {size}"),
+            });
+        }
+        Ok(record)
+    }
+
+    fn read_lock(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<u64, Arc<dyn LogFile>>> {
+        self.segments.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_lock(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<u64, Arc<dyn LogFile>>> {
+        self.segments.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A segment's file name: its base position as 20 digits.
+pub fn segment_name(base: u64) -> String {
+    format!("{base:020}{SEGMENT_SUFFIX}")
+}
+
+fn parse_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(SEGMENT_SUFFIX)?;
+    (digits.len() == 20).then(|| digits.parse().ok()).flatten()
+}
+
+/// How a scan of one segment ended.
+#[derive(Debug)]
+pub struct ScanEnd {
+    /// File offset just past the last record that decoded.
+    pub valid_len: u64,
+    /// Why the scan stopped before the file's end, if it did.
+    pub error: Option<RecordError>,
+}
+
+/// Calls `visit(file_offset, record, len)` for each record of `file` from `from`, stopping at
+/// the first record that does not decode (a torn or corrupt tail).
+pub fn scan(
+    file: &dyn LogFile,
+    from: u64,
+    mut visit: impl FnMut(u64, Record, usize) -> Result<(), StoreError>,
+) -> Result<ScanEnd, StoreError> {
+    let file_len = file.len()?;
+    let mut pos = from;
+    while pos < file_len {
+        let want = ((file_len - pos) as usize).min(SCAN_CHUNK_BYTES);
+        let mut chunk = vec![0u8; want];
+        file.read_at(pos, &mut chunk)?;
+        let mut chunk = Bytes::from(chunk);
+        // A record longer than the chunk: read exactly that record.
+        if let Ok(len) = record::peek_len(&chunk)
+            && len > chunk.len()
+            && pos + len as u64 <= file_len
+        {
+            let mut whole = vec![0u8; len];
+            file.read_at(pos, &mut whole)?;
+            chunk = Bytes::from(whole);
+        }
+        let mut used = 0usize;
+        while used < chunk.len() {
+            match record::decode(&chunk.slice(used..)) {
+                Ok((rec, len)) => {
+                    visit(pos + used as u64, rec, len)?;
+                    used += len;
+                }
+                Err(RecordError::Truncated { .. }) if used > 0 => break,
+                Err(error) => {
+                    return Ok(ScanEnd {
+                        valid_len: pos + used as u64,
+                        error: Some(error),
+                    });
+                }
+            }
+        }
+        pos += used as u64;
+    }
+    Ok(ScanEnd {
+        valid_len: pos,
+        error: None,
+    })
+}

@@ -1,0 +1,460 @@
+//! The store: a commit log of segment files (the truth) and redb indexes that follow it.
+//!
+//! `docs/store.md` describes the file layouts, tables, commit and recovery order and the
+//! invariants. This module is the only one that names redb.
+
+pub mod backend;
+pub mod config;
+pub mod dispatcher;
+pub mod error;
+pub mod fault;
+pub mod log;
+pub mod meta;
+pub mod record;
+pub mod tables;
+
+pub mod reader;
+mod recovery;
+mod retention;
+mod writer;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use quiver_proto::requests::admin::BrokerStats;
+use quiver_proto::requests::msg::{BATCH_LEN_MAX, SendResponse};
+use quiver_proto::{ErrorCode, SendMessage};
+use tokio::sync::{Semaphore, oneshot, watch};
+
+pub use backend::{FsStorage, LogFile, Storage};
+pub use config::{FlushMode, StoreConfig};
+pub use error::StoreError;
+pub use meta::TopicMeta;
+
+use dispatcher::{DispatchMsg, Dispatcher, IndexEntry};
+use writer::{Job, Writer, WriterMsg};
+
+/// Bytes of sends queued for the writer at once; senders wait beyond this.
+const INFLIGHT_BYTES_MAX: usize = 256 << 20;
+/// Index batches queued for the dispatcher before the writer waits.
+const DISPATCH_QUEUE_MAX: usize = 1024;
+/// How long a query waits for the index to catch up with acknowledged sends.
+const DISPATCH_WAIT_MAX: Duration = Duration::from_secs(10);
+
+/// A queue's stored offsets: `[min, max)`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueRange {
+    /// Smallest stored offset.
+    pub min: u64,
+    /// One past the largest dispatched offset.
+    pub max: u64,
+}
+
+/// Counters.
+#[derive(Default)]
+pub(crate) struct Stats {
+    pub(crate) msgs_appended: AtomicU64,
+    pub(crate) appends: AtomicU64,
+    pub(crate) fsyncs: AtomicU64,
+    pub(crate) bytes_written: AtomicU64,
+    /// End of the acknowledged log.
+    pub(crate) log_end: AtomicU64,
+}
+
+/// State shared by the request path and the store's threads.
+pub(crate) struct Shared {
+    pub(crate) config: StoreConfig,
+    pub(crate) log: log::Log,
+    pub(crate) index: redb::Database,
+    pub(crate) meta: meta::Meta,
+    // RwLock: read by every pull, written once per dispatcher commit.
+    pub(crate) queues: RwLock<HashMap<(u32, u32), QueueRange>>,
+    pub(crate) dispatched: watch::Sender<u64>,
+    pub(crate) stats: Stats,
+    pub(crate) log_start: AtomicU64,
+    /// Messages stored before this time may have been removed by retention (0: none removed).
+    pub(crate) removed_before_ms: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn publish_dispatched<'a>(
+        &self,
+        entries: impl Iterator<Item = &'a IndexEntry>,
+        end: Option<u64>,
+    ) {
+        {
+            let mut queues = self.queues.write().unwrap_or_else(|p| p.into_inner());
+            for entry in entries {
+                let range = queues
+                    .entry((entry.topic_id, entry.queue_id))
+                    .or_insert(QueueRange {
+                        min: entry.offset,
+                        max: entry.offset,
+                    });
+                range.max = range.max.max(entry.offset + 1);
+            }
+        }
+        if let Some(end) = end {
+            self.dispatched.send_replace(end);
+        }
+    }
+
+    pub(crate) fn queue_range(&self, topic_id: u32, queue_id: u32) -> QueueRange {
+        let queues = self.queues.read().unwrap_or_else(|p| p.into_inner());
+        queues
+            .get(&(topic_id, queue_id))
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
+/// The broker's store.
+pub struct Store {
+    shared: Arc<Shared>,
+    writer_tx: Mutex<Option<mpsc::Sender<WriterMsg>>>,
+    dispatch_tx: Mutex<Option<mpsc::SyncSender<DispatchMsg>>>,
+    inflight: Arc<Semaphore>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    retention_stop: Mutex<Option<mpsc::Sender<()>>>,
+}
+
+/// What opening the store found.
+#[derive(Clone, Copy, Debug)]
+pub struct OpenReport {
+    /// Messages replayed from the log into the index.
+    pub replayed: u64,
+    /// Bytes of torn tail cut from the log.
+    pub truncated_bytes: u64,
+}
+
+impl Store {
+    /// Opens the store in `dir`: segments in `dir/log/`, `dir/index.redb`, `dir/meta.redb`.
+    pub fn open(dir: &Path, config: StoreConfig) -> Result<(Store, OpenReport), StoreError> {
+        let storage = Arc::new(FsStorage::new(dir.join("log"))?);
+        Self::open_with(storage, dir, config)
+    }
+
+    /// Opens the store with log segments on `storage` and the redb files in `db_dir`.
+    pub fn open_with(
+        storage: Arc<dyn Storage>,
+        db_dir: &Path,
+        config: StoreConfig,
+    ) -> Result<(Store, OpenReport), StoreError> {
+        std::fs::create_dir_all(db_dir)?;
+        let log = log::Log::open(storage)?;
+        let meta = meta::Meta::open(&db_dir.join("meta.redb"))?;
+        let rec = recovery::recover(&log, &db_dir.join("index.redb"), &meta)?;
+        let report = OpenReport {
+            replayed: rec.replayed,
+            truncated_bytes: rec.truncated_bytes,
+        };
+        let next_offsets = rec
+            .queues
+            .iter()
+            .map(|(key, range)| (*key, range.max))
+            .collect();
+        let (dispatched, _) = watch::channel(rec.dispatched_upto);
+        let shared = Arc::new(Shared {
+            config: config.clone(),
+            log,
+            index: rec.index,
+            meta,
+            queues: RwLock::new(rec.queues),
+            dispatched,
+            stats: Stats::default(),
+            log_start: AtomicU64::new(rec.log_start),
+            removed_before_ms: AtomicU64::new(rec.removed_before_ms),
+        });
+        shared
+            .stats
+            .log_end
+            .store(rec.active_base + rec.active_len, Ordering::Release);
+        let (writer_tx, writer_rx) = mpsc::channel();
+        let (dispatch_tx, dispatch_rx) = mpsc::sync_channel(DISPATCH_QUEUE_MAX);
+        let writer = Writer {
+            shared: shared.clone(),
+            rx: writer_rx,
+            dispatch: dispatch_tx.clone(),
+            next_offsets,
+            active_base: rec.active_base,
+            active: rec.active,
+            active_len: rec.active_len,
+            unsynced_since: None,
+            fenced: None,
+            buf: Vec::with_capacity(1 << 20),
+        };
+        let dispatcher = Dispatcher {
+            shared: shared.clone(),
+            rx: dispatch_rx,
+            last_durable: Instant::now(),
+        };
+        let (retention_stop, retention_rx) = mpsc::channel();
+        let retention_shared = shared.clone();
+        let threads = vec![
+            spawn("quiver-writer", move || writer.run())?,
+            spawn("quiver-dispatch", move || dispatcher.run())?,
+            spawn("quiver-retention", move || {
+                retention::run(retention_shared, retention_rx)
+            })?,
+        ];
+        let store = Store {
+            shared,
+            writer_tx: Mutex::new(Some(writer_tx)),
+            dispatch_tx: Mutex::new(Some(dispatch_tx)),
+            inflight: Arc::new(Semaphore::new(INFLIGHT_BYTES_MAX)),
+            threads: Mutex::new(threads),
+            retention_stop: Mutex::new(Some(retention_stop)),
+        };
+        Ok((store, report))
+    }
+
+    /// The flush mode.
+    pub fn flush_mode(&self) -> FlushMode {
+        self.shared.config.flush
+    }
+
+    /// The store settings.
+    pub fn config(&self) -> &StoreConfig {
+        &self.shared.config
+    }
+
+    /// Appends a send batch to one queue; returns after it is durable in the flush mode.
+    pub async fn append(
+        &self,
+        topic: &str,
+        queue_id: u32,
+        messages: Vec<SendMessage>,
+    ) -> Result<SendResponse, StoreError> {
+        let topic_meta = self.topic(topic)?;
+        check_queue(topic, &topic_meta, queue_id)?;
+        let bytes = self.check_batch(&messages)?;
+        let permits = bytes.clamp(1, INFLIGHT_BYTES_MAX) as u32;
+        let permit = self
+            .inflight
+            .clone()
+            .acquire_many_owned(permits)
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            topic_id: topic_meta.id,
+            queue_id,
+            messages,
+            bytes,
+            reply,
+            _permit: permit,
+        };
+        {
+            let writer = self.writer_tx.lock().unwrap_or_else(|p| p.into_inner());
+            let writer = writer.as_ref().ok_or(StoreError::Closed)?;
+            writer
+                .send(WriterMsg::Append(job))
+                .map_err(|_| StoreError::Closed)?;
+        }
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    fn check_batch(&self, messages: &[SendMessage]) -> Result<usize, StoreError> {
+        if messages.is_empty() {
+            return Err(StoreError::invalid(
+                ErrorCode::InvalidArgument,
+                "the send has no messages",
+            ));
+        }
+        if messages.len() > BATCH_LEN_MAX {
+            return Err(StoreError::invalid(
+                ErrorCode::BatchTooLarge,
+                format!(
+                    "the batch has {} messages: the maximum is {BATCH_LEN_MAX}",
+                    messages.len()
+                ),
+            ));
+        }
+        let body_max = self.shared.config.message_bytes_max.as_u64() as usize;
+        let mut bytes = 0usize;
+        for (msg_idx, msg) in messages.iter().enumerate() {
+            msg.validate(body_max).map_err(|reason| {
+                let code = if msg.body.len() > body_max {
+                    ErrorCode::MessageTooLarge
+                } else {
+                    ErrorCode::InvalidArgument
+                };
+                StoreError::invalid(code, format!("message {msg_idx}: {reason}"))
+            })?;
+            if !msg.checksum_ok() {
+                return Err(StoreError::invalid(
+                    ErrorCode::ChecksumMismatch,
+                    format!(
+                        "message {msg_idx}: body CRC-32C does not match body_crc (corrupted in transit?)"
+                    ),
+                ));
+            }
+            bytes += record::encoded_len(msg);
+        }
+        let batch_max = self.shared.config.batch_bytes_max.as_u64() as usize;
+        if bytes > batch_max {
+            return Err(StoreError::invalid(
+                ErrorCode::BatchTooLarge,
+                format!("the batch is {bytes} bytes: the maximum is {batch_max}; split it"),
+            ));
+        }
+        Ok(bytes)
+    }
+
+    /// A topic's settings, or "topic not found".
+    pub fn topic(&self, name: &str) -> Result<TopicMeta, StoreError> {
+        self.shared
+            .meta
+            .get(name)
+            .ok_or_else(|| meta::not_found(name))
+    }
+
+    /// Every topic.
+    pub fn topics(&self) -> Vec<(String, TopicMeta)> {
+        self.shared.meta.list()
+    }
+
+    /// Creates a topic (blocking: one durable redb commit).
+    pub fn create_topic(&self, name: &str, queues: u32) -> Result<TopicMeta, StoreError> {
+        self.shared
+            .meta
+            .create(name, queues, crate::clock::now_ms())
+    }
+
+    /// Raises a topic's queue count (blocking).
+    pub fn update_topic(&self, name: &str, queues: u32) -> Result<TopicMeta, StoreError> {
+        self.shared.meta.update(name, queues)
+    }
+
+    /// Deletes a topic and its index rows (blocking). Its records leave the log with
+    /// retention.
+    pub fn delete_topic(&self, name: &str) -> Result<TopicMeta, StoreError> {
+        let topic = self.shared.meta.delete(name)?;
+        reader::drop_topic_rows(&self.shared, topic.id)?;
+        let mut queues = self
+            .shared
+            .queues
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        queues.retain(|(topic_id, _), _| *topic_id != topic.id);
+        Ok(topic)
+    }
+
+    /// A queue's `[min, max)` offsets.
+    pub fn queue_range(&self, topic: &TopicMeta, queue_id: u32) -> QueueRange {
+        self.shared.queue_range(topic.id, queue_id)
+    }
+
+    /// Waits until the index holds every send acknowledged before this call, so reads see
+    /// the caller's own writes.
+    pub async fn catch_up(&self) {
+        let target = self.shared.stats.log_end.load(Ordering::Acquire);
+        let mut rx = self.shared.dispatched.subscribe();
+        let _ = tokio::time::timeout(DISPATCH_WAIT_MAX, rx.wait_for(|pos| *pos >= target)).await;
+    }
+
+    /// A receiver that changes whenever the index advances (for long-polls).
+    pub fn dispatch_watch(&self) -> watch::Receiver<u64> {
+        self.shared.dispatched.subscribe()
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> BrokerStats {
+        let stats = &self.shared.stats;
+        BrokerStats {
+            flush_mode: self.shared.config.flush.name().to_owned(),
+            msgs_appended: stats.msgs_appended.load(Ordering::Relaxed),
+            appends: stats.appends.load(Ordering::Relaxed),
+            fsyncs: stats.fsyncs.load(Ordering::Relaxed),
+            bytes_written: stats.bytes_written.load(Ordering::Relaxed),
+            log_start: self.shared.log_start.load(Ordering::Relaxed),
+            log_end: stats.log_end.load(Ordering::Relaxed),
+            dispatched_upto: *self.shared.dispatched.borrow(),
+        }
+    }
+
+    /// Runs retention once now (tests and admin).
+    pub fn enforce_retention(&self) -> Result<u64, StoreError> {
+        retention::enforce(&self.shared, crate::clock::now_ms())
+    }
+
+    /// Stops accepting sends, syncs the log, makes the index durable, joins the threads.
+    pub async fn shutdown(&self) {
+        let writer = self
+            .writer_tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(writer) = writer {
+            let (done, wait) = oneshot::channel();
+            if writer.send(WriterMsg::Shutdown(done)).is_ok() {
+                let _ = wait.await;
+            }
+        }
+        let dispatch = self
+            .dispatch_tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(dispatch) = dispatch {
+            let (done, wait) = oneshot::channel();
+            if dispatch.send(DispatchMsg::Flush(done)).is_ok() {
+                let _ = wait.await;
+            }
+        }
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // Closing the channels stops the threads (the writer first finishes what it was
+        // given and syncs it); joining them releases the redb files for a reopen.
+        self.writer_tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        self.dispatch_tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        self.retention_stop
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        for thread in std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner())) {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, StoreError> {
+    Ok(std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(body)?)
+}
+
+/// Checks `queue_id` against the topic's queue count.
+pub fn check_queue(topic: &str, meta: &TopicMeta, queue_id: u32) -> Result<(), StoreError> {
+    if queue_id >= meta.queues {
+        return Err(StoreError::invalid(
+            ErrorCode::QueueOutOfRange,
+            format!(
+                "queue {queue_id} does not exist: topic {topic} has queues 0 to {}",
+                meta.queues - 1
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

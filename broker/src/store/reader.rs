@@ -1,0 +1,237 @@
+//! Reads: pulls by queue offset and lookups by id and key, through the index to the log.
+
+use quiver_proto::requests::msg::{PullResponse, QUERY_MSGS_MAX};
+use quiver_proto::{ErrorCode, MessageId, StoredMessage};
+use redb::{ReadableDatabase, ReadableMultimapTable};
+
+use super::tables::{CONSUME, ConsumeEntry, IDS, KEYS};
+use super::{Shared, Store, StoreError, TopicMeta};
+
+/// What a pull asks for.
+#[derive(Clone, Copy, Debug)]
+pub struct PullSpec {
+    /// Queue.
+    pub queue_id: u32,
+    /// First offset.
+    pub offset: u64,
+    /// Most messages.
+    pub max_msgs: u32,
+    /// Most body bytes (at least one message is returned).
+    pub max_bytes: u32,
+}
+
+impl Store {
+    /// Reads up to `spec.max_msgs` messages of a queue from `spec.offset`, without waiting.
+    /// Offsets below the queue's minimum (removed) or past its end are errors that say so.
+    pub fn read_queue(
+        &self,
+        topic: &str,
+        meta: &TopicMeta,
+        spec: PullSpec,
+    ) -> Result<PullResponse, StoreError> {
+        let shared = self.shared();
+        let range = shared.queue_range(meta.id, spec.queue_id);
+        if spec.offset < range.min {
+            return Err(StoreError::invalid(
+                ErrorCode::OffsetRemoved,
+                format!(
+                    "offset {} of queue {} was removed by retention: the queue now starts at {}",
+                    spec.offset, spec.queue_id, range.min
+                ),
+            ));
+        }
+        if spec.offset > range.max {
+            return Err(StoreError::invalid(
+                ErrorCode::OffsetOutOfRange,
+                format!(
+                    "offset {} is past the end of queue {} (next offset {}): pull from {} or lower",
+                    spec.offset, spec.queue_id, range.max, range.max
+                ),
+            ));
+        }
+        let txn = shared.index.begin_read()?;
+        let consume = txn.open_table(CONSUME)?;
+        let end = spec.offset.saturating_add(u64::from(spec.max_msgs.max(1)));
+        let mut messages = Vec::new();
+        let mut bytes = 0usize;
+        let mut next_offset = spec.offset;
+        for row in
+            consume.range((meta.id, spec.queue_id, spec.offset)..(meta.id, spec.queue_id, end))?
+        {
+            let (key, value) = row?;
+            let entry = ConsumeEntry::from_bytes(&value.value());
+            if !messages.is_empty() && bytes + entry.size as usize > spec.max_bytes as usize {
+                break;
+            }
+            let message = load(shared, topic, key.value().2, &entry)?;
+            bytes += entry.size as usize;
+            next_offset = message.offset + 1;
+            messages.push(message);
+        }
+        Ok(PullResponse {
+            messages,
+            next_offset,
+            min_offset: range.min,
+            max_offset: range.max,
+        })
+    }
+
+    /// Every stored copy of `msg_id` in `topic`.
+    pub fn query_id(
+        &self,
+        topic: &str,
+        meta: &TopicMeta,
+        msg_id: MessageId,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        let shared = self.shared();
+        let txn = shared.index.begin_read()?;
+        let ids = txn.open_multimap_table(IDS)?;
+        let consume = txn.open_table(CONSUME)?;
+        let mut found = Vec::new();
+        for row in ids.get(msg_id.0)? {
+            let (topic_id, queue_id, offset) = row?.value();
+            if topic_id != meta.id {
+                continue;
+            }
+            if let Some(value) = consume.get((topic_id, queue_id, offset))? {
+                found.push(load(
+                    shared,
+                    topic,
+                    offset,
+                    &ConsumeEntry::from_bytes(&value.value()),
+                )?);
+            }
+        }
+        if found.is_empty() {
+            let removed_before = shared
+                .removed_before_ms
+                .load(std::sync::atomic::Ordering::Relaxed);
+            if removed_before > 0 && msg_id.v7_timestamp_ms() < removed_before {
+                return Err(StoreError::invalid(
+                    ErrorCode::MessageRemoved,
+                    format!(
+                        "message {msg_id} was removed by retention (messages stored before {removed_before} ms are gone)"
+                    ),
+                ));
+            }
+            return Err(StoreError::invalid(
+                ErrorCode::MessageNotFound,
+                format!("no message with id {msg_id} in topic {topic}"),
+            ));
+        }
+        found.sort_by_key(|m| m.log_pos);
+        Ok(found)
+    }
+
+    /// Messages of `topic` with `key`, stored in `[begin_ms, end_ms)`, oldest first.
+    pub fn query_key(
+        &self,
+        topic: &str,
+        meta: &TopicMeta,
+        key: &str,
+        begin_ms: Option<u64>,
+        end_ms: Option<u64>,
+        max_msgs: u32,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        let shared = self.shared();
+        let txn = shared.index.begin_read()?;
+        let keys = txn.open_multimap_table(KEYS)?;
+        let consume = txn.open_table(CONSUME)?;
+        let limit = max_msgs.clamp(1, QUERY_MSGS_MAX) as usize;
+        let (begin, end) = (begin_ms.unwrap_or(0), end_ms.unwrap_or(u64::MAX));
+        let mut found = Vec::new();
+        for row in keys.get((meta.id, key))? {
+            let (stored_ms, queue_id, offset) = row?.value();
+            if stored_ms < begin || stored_ms >= end {
+                continue;
+            }
+            if let Some(value) = consume.get((meta.id, queue_id, offset))? {
+                found.push(load(
+                    shared,
+                    topic,
+                    offset,
+                    &ConsumeEntry::from_bytes(&value.value()),
+                )?);
+                if found.len() >= limit {
+                    break;
+                }
+            }
+        }
+        if found.is_empty() {
+            let removed_before = shared
+                .removed_before_ms
+                .load(std::sync::atomic::Ordering::Relaxed);
+            let note = if removed_before > begin {
+                format!("; messages stored before {removed_before} ms were removed by retention")
+            } else {
+                String::new()
+            };
+            return Err(StoreError::invalid(
+                ErrorCode::MessageNotFound,
+                format!("no message with key {key:?} in topic {topic}{note}"),
+            ));
+        }
+        Ok(found)
+    }
+}
+
+/// Reads one message from the log and checks it against its index entry.
+fn load(
+    shared: &Shared,
+    topic: &str,
+    offset: u64,
+    entry: &ConsumeEntry,
+) -> Result<StoredMessage, StoreError> {
+    let record = shared.log.read_record(entry.pos, entry.size)?;
+    if record.msg_id != entry.msg_id || record.offset != offset {
+        return Err(StoreError::Corrupt {
+            pos: entry.pos,
+            reason: "record does not match its index entry".into(),
+        });
+    }
+    if crc32c::crc32c(&record.body) != record.body_crc {
+        return Err(StoreError::Corrupt {
+            pos: entry.pos,
+            reason: "body checksum mismatch".into(),
+        });
+    }
+    Ok(StoredMessage {
+        topic: topic.to_owned(),
+        queue_id: record.queue_id,
+        offset: record.offset,
+        msg_id: record.msg_id,
+        tag: record.tag,
+        keys: record.keys,
+        properties: record.properties,
+        body: record.body,
+        born_ms: record.born_ms,
+        stored_ms: record.stored_ms,
+        log_pos: entry.pos,
+        body_crc: record.body_crc,
+    })
+}
+
+/// Removes a deleted topic's consume and key rows. Its id rows stay until retention removes
+/// the records; lookups skip them because the topic id no longer exists.
+pub(super) fn drop_topic_rows(shared: &Shared, topic_id: u32) -> Result<(), StoreError> {
+    let txn = shared.index.begin_write()?;
+    {
+        let mut consume = txn.open_table(CONSUME)?;
+        consume.retain_in((topic_id, 0, 0)..=(topic_id, u32::MAX, u64::MAX), |_, _| {
+            false
+        })?;
+        let mut keys = txn.open_multimap_table(KEYS)?;
+        let names: Vec<String> = {
+            let mut names = Vec::new();
+            for row in keys.range((topic_id, "")..(topic_id + 1, ""))? {
+                names.push(row?.0.value().1.to_owned());
+            }
+            names
+        };
+        for name in names {
+            keys.remove_all((topic_id, name.as_str()))?;
+        }
+    }
+    txn.commit()?;
+    Ok(())
+}

@@ -1,0 +1,256 @@
+//! Opening the store: find the valid end of the log (a torn tail is truncated to the last
+//! complete send batch), replay the log into the index past its durable point, and load each
+//! queue's offsets.
+//!
+//! Order: (1) open the segments; (2) read `dispatched_upto` from `index.redb`; if the log ends
+//! before it (async mode after a power loss, or a lost index), rebuild the index from the log's
+//! start; (3) scan from there, keeping records batch by batch and cutting the log at the first
+//! record that does not decode or at an unfinished batch; (4) commit the replayed rows with
+//! `Immediate` durability; (5) read each queue's first and last offsets.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase};
+use tracing::{info, warn};
+
+use super::backend::LogFile;
+use super::dispatcher::{IndexEntry, insert_entries};
+use super::log::{Log, scan};
+use super::meta::Meta;
+use super::tables::{CONSUME, DISPATCHED_UPTO, IDS, KEYS, STATE};
+use super::{QueueRange, StoreError};
+
+/// Rows replayed per index commit during recovery.
+const REPLAY_COMMIT_ROWS: usize = 100_000;
+
+/// What recovery hands to the running store.
+pub(super) struct Recovered {
+    pub(super) index: Database,
+    pub(super) active_base: u64,
+    pub(super) active: Arc<dyn LogFile>,
+    pub(super) active_len: u64,
+    pub(super) log_start: u64,
+    pub(super) dispatched_upto: u64,
+    pub(super) queues: HashMap<(u32, u32), QueueRange>,
+    pub(super) removed_before_ms: u64,
+    pub(super) replayed: u64,
+    pub(super) truncated_bytes: u64,
+}
+
+pub(super) fn recover(log: &Log, index_path: &Path, meta: &Meta) -> Result<Recovered, StoreError> {
+    if log.segments().is_empty() {
+        log.create_segment(0)?;
+    }
+    let segments = log.segments();
+    let log_start = segments[0].0;
+    let (last_base, last_file) = segments.last().cloned().expect("at least one segment");
+    let claimed_end = last_base + last_file.len()?;
+
+    let mut index = open_index(index_path)?;
+    let mut from = read_dispatched(&index)?;
+    if from > claimed_end {
+        warn!(
+            dispatched_upto = from,
+            log_end = claimed_end,
+            "index is ahead of the log; rebuilding it"
+        );
+        drop(index);
+        std::fs::remove_file(index_path)?;
+        index = open_index(index_path)?;
+        from = 0;
+    }
+    let from = from.max(log_start);
+
+    let mut replay = Replay::new(&index);
+    let mut valid_end = from;
+    let mut cut = None;
+    for (idx, (base, file)) in segments.iter().enumerate() {
+        let seg_end = base + file.len()?;
+        if seg_end <= from && idx + 1 < segments.len() {
+            continue;
+        }
+        let start = from.saturating_sub(*base);
+        let base = *base;
+        let end = scan(file.as_ref(), start, |offset, record, len| {
+            replay.push(base + offset, record, len)
+        })?;
+        let batch_start = replay.batch_start.unwrap_or(base + end.valid_len);
+        if end.error.is_some() || replay.batch_start.is_some() {
+            cut = Some((idx, batch_start - base, end.error));
+            valid_end = batch_start;
+            break;
+        }
+        valid_end = base + end.valid_len;
+    }
+    let replayed = replay.finish(valid_end)?;
+
+    let mut truncated_bytes = 0;
+    if let Some((idx, keep, error)) = cut {
+        let (base, file) = &segments[idx];
+        truncated_bytes = base + file.len()? - (base + keep);
+        warn!(pos = base + keep, bytes = truncated_bytes, cause = ?error, "truncating torn log tail");
+        file.truncate(keep)?;
+        for (later_base, later) in &segments[idx + 1..] {
+            truncated_bytes += later.len()?;
+            log.remove_segment(*later_base)?;
+        }
+    }
+    let segments = log.segments();
+    let (active_base, active) = segments.last().cloned().expect("segment kept");
+    let active_len = active.len()?;
+    let queues = load_queues(&index, meta)?;
+    let removed_before_ms = if log_start > 0 {
+        first_stored_ms(segments[0].1.as_ref())?.unwrap_or(0)
+    } else {
+        0
+    };
+    info!(
+        log_start,
+        log_end = active_base + active_len,
+        replayed,
+        truncated_bytes,
+        "store recovered"
+    );
+    Ok(Recovered {
+        index,
+        active_base,
+        active,
+        active_len,
+        log_start,
+        dispatched_upto: active_base + active_len,
+        queues,
+        removed_before_ms,
+        replayed,
+        truncated_bytes,
+    })
+}
+
+fn open_index(path: &Path) -> Result<Database, StoreError> {
+    let db = Database::builder().create(path)?;
+    let txn = db.begin_write()?;
+    txn.open_table(CONSUME)?;
+    txn.open_multimap_table(IDS)?;
+    txn.open_multimap_table(KEYS)?;
+    txn.open_table(STATE)?;
+    txn.commit()?;
+    Ok(db)
+}
+
+fn read_dispatched(index: &Database) -> Result<u64, StoreError> {
+    let txn = index.begin_read()?;
+    let table = txn.open_table(STATE)?;
+    Ok(table.get(DISPATCHED_UPTO)?.map_or(0, |v| v.value()))
+}
+
+/// Replayed rows, kept per send batch until the batch's last record is seen.
+struct Replay<'a> {
+    index: &'a Database,
+    done: Vec<IndexEntry>,
+    batch: Vec<IndexEntry>,
+    batch_start: Option<u64>,
+    replayed: u64,
+}
+
+impl<'a> Replay<'a> {
+    fn new(index: &'a Database) -> Self {
+        Replay {
+            index,
+            done: Vec::new(),
+            batch: Vec::new(),
+            batch_start: None,
+            replayed: 0,
+        }
+    }
+
+    fn push(
+        &mut self,
+        pos: u64,
+        record: super::record::Record,
+        len: usize,
+    ) -> Result<(), StoreError> {
+        self.batch_start.get_or_insert(pos);
+        let batch_end = record.is_batch_end();
+        self.batch.push(IndexEntry {
+            topic_id: record.topic_id,
+            queue_id: record.queue_id,
+            offset: record.offset,
+            pos,
+            size: len as u32,
+            tag_hash: record.tag_hash,
+            stored_ms: record.stored_ms,
+            msg_id: record.msg_id,
+            keys: record.keys,
+        });
+        if batch_end {
+            self.done.append(&mut self.batch);
+            self.batch_start = None;
+            if self.done.len() >= REPLAY_COMMIT_ROWS {
+                self.commit(None)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self, dispatched: Option<u64>) -> Result<(), StoreError> {
+        let mut txn = self.index.begin_write()?;
+        txn.set_durability(if dispatched.is_some() {
+            redb::Durability::Immediate
+        } else {
+            redb::Durability::None
+        })?;
+        insert_entries(&txn, &self.done)?;
+        if let Some(end) = dispatched {
+            txn.open_table(STATE)?.insert(DISPATCHED_UPTO, end)?;
+        }
+        txn.commit()?;
+        self.replayed += self.done.len() as u64;
+        self.done.clear();
+        Ok(())
+    }
+
+    fn finish(mut self, valid_end: u64) -> Result<u64, StoreError> {
+        self.commit(Some(valid_end))?;
+        Ok(self.replayed)
+    }
+}
+
+fn load_queues(
+    index: &Database,
+    meta: &Meta,
+) -> Result<HashMap<(u32, u32), QueueRange>, StoreError> {
+    let txn = index.begin_read()?;
+    let consume = txn.open_table(CONSUME)?;
+    let mut queues = HashMap::new();
+    for (_, topic) in meta.list() {
+        for queue_id in 0..topic.queues {
+            let range = consume.range((topic.id, queue_id, 0)..=(topic.id, queue_id, u64::MAX))?;
+            let mut rows = range.map(|row| row.map(|(key, _)| key.value().2));
+            let Some(first) = rows.next().transpose()? else {
+                continue;
+            };
+            let last = rows.next_back().transpose()?.unwrap_or(first);
+            queues.insert(
+                (topic.id, queue_id),
+                QueueRange {
+                    min: first,
+                    max: last + 1,
+                },
+            );
+        }
+    }
+    Ok(queues)
+}
+
+fn first_stored_ms(file: &dyn LogFile) -> Result<Option<u64>, StoreError> {
+    let mut first = None;
+    let mut header = vec![0u8; super::record::HEADER_BYTES];
+    if file.len()? >= header.len() as u64 {
+        file.read_at(0, &mut header)?;
+        first = Some(u64::from_le_bytes(
+            header[48..56].try_into().expect("8 bytes"),
+        ));
+    }
+    Ok(first)
+}

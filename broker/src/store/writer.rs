@@ -1,0 +1,255 @@
+//! The log writer: one thread that drains every waiting send into one append and one
+//! `fdatasync` (group commit), then acknowledges them and hands their index entries to the
+//! dispatcher. In sync mode nothing is acknowledged before its bytes are synced.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::time::Instant;
+
+use quiver_proto::requests::msg::SendResponse;
+use quiver_proto::{MessageId, SendMessage};
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use tracing::error;
+
+use super::backend::LogFile;
+use super::config::FlushMode;
+use super::dispatcher::{DispatchMsg, IndexEntry};
+use super::record::{self, Placement};
+use super::{Shared, StoreError};
+use crate::clock::now_ms;
+
+/// Most bytes one group commit gathers before writing.
+const GROUP_BYTES_MAX: usize = 8 << 20;
+/// Most sends one group commit gathers.
+const GROUP_JOBS_MAX: usize = 4096;
+
+/// One send request waiting for the writer.
+pub(super) struct Job {
+    pub(super) topic_id: u32,
+    pub(super) queue_id: u32,
+    pub(super) messages: Vec<SendMessage>,
+    pub(super) bytes: usize,
+    pub(super) reply: oneshot::Sender<Result<SendResponse, StoreError>>,
+    /// Holds the job's share of the in-flight byte budget until it is answered.
+    pub(super) _permit: OwnedSemaphorePermit,
+}
+
+/// What the writer thread receives.
+pub(super) enum WriterMsg {
+    Append(Job),
+    /// Sync what is written, then stop.
+    Shutdown(oneshot::Sender<()>),
+}
+
+pub(super) struct Writer {
+    pub(super) shared: Arc<Shared>,
+    pub(super) rx: Receiver<WriterMsg>,
+    pub(super) dispatch: SyncSender<DispatchMsg>,
+    pub(super) next_offsets: HashMap<(u32, u32), u64>,
+    pub(super) active_base: u64,
+    pub(super) active: Arc<dyn LogFile>,
+    pub(super) active_len: u64,
+    pub(super) unsynced_since: Option<Instant>,
+    pub(super) fenced: Option<String>,
+    pub(super) buf: Vec<u8>,
+}
+
+struct Pending {
+    reply: oneshot::Sender<Result<SendResponse, StoreError>>,
+    response: SendResponse,
+}
+
+impl Writer {
+    pub(super) fn run(mut self) {
+        loop {
+            let msg = match self.unsynced_since {
+                Some(since) => {
+                    let deadline = since + self.shared.config.flush_interval;
+                    match self
+                        .rx
+                        .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                    {
+                        Ok(msg) => msg,
+                        Err(RecvTimeoutError::Timeout) => {
+                            self.sync_async_mode();
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+                None => match self.rx.recv() {
+                    Ok(msg) => msg,
+                    Err(_) => break,
+                },
+            };
+            let mut jobs = Vec::new();
+            let mut shutdown = None;
+            match msg {
+                WriterMsg::Append(job) => jobs.push(job),
+                WriterMsg::Shutdown(done) => shutdown = Some(done),
+            }
+            let mut bytes = jobs.iter().map(|j| j.bytes).sum::<usize>();
+            while shutdown.is_none() && bytes < GROUP_BYTES_MAX && jobs.len() < GROUP_JOBS_MAX {
+                match self.rx.try_recv() {
+                    Ok(WriterMsg::Append(job)) => {
+                        bytes += job.bytes;
+                        jobs.push(job);
+                    }
+                    Ok(WriterMsg::Shutdown(done)) => shutdown = Some(done),
+                    Err(_) => break,
+                }
+            }
+            if !jobs.is_empty() {
+                self.commit_group(jobs);
+            }
+            if let Some(done) = shutdown {
+                self.sync_async_mode();
+                let _ = done.send(());
+                return;
+            }
+        }
+        self.sync_async_mode();
+    }
+
+    /// Appends every job as one write, syncs (sync mode), acknowledges, dispatches.
+    fn commit_group(&mut self, jobs: Vec<Job>) {
+        if let Some(reason) = &self.fenced {
+            for job in jobs {
+                let _ = job.reply.send(Err(StoreError::Fenced(reason.clone())));
+            }
+            return;
+        }
+        let stored_ms = now_ms();
+        let mut entries = Vec::new();
+        let mut pending = Vec::with_capacity(jobs.len());
+        let mut n_msgs = 0u64;
+        self.buf.clear();
+        let mut result = Ok(());
+        for job in jobs {
+            let job_bytes: usize = job.messages.iter().map(record::encoded_len).sum();
+            let segment_bytes = self.shared.config.segment_bytes.as_u64();
+            let used = self.active_len + self.buf.len() as u64;
+            if used > 0
+                && used + job_bytes as u64 > segment_bytes
+                && let Err(err) = self.roll()
+            {
+                result = Err(err);
+            }
+            let key = (job.topic_id, job.queue_id);
+            let first_offset = *self.next_offsets.get(&key).unwrap_or(&0);
+            let last_idx = job.messages.len() - 1;
+            let mut msg_ids = Vec::with_capacity(job.messages.len());
+            for (msg_idx, msg) in job.messages.iter().enumerate() {
+                let msg_id = msg
+                    .msg_id
+                    .unwrap_or_else(|| MessageId(uuid::Uuid::now_v7().as_u128()));
+                let at = Placement {
+                    topic_id: job.topic_id,
+                    queue_id: job.queue_id,
+                    offset: first_offset + msg_idx as u64,
+                    stored_ms,
+                    msg_id,
+                    batch_end: msg_idx == last_idx,
+                };
+                let pos = self.active_base + self.active_len + self.buf.len() as u64;
+                let start = self.buf.len();
+                record::encode(msg, &at, &mut self.buf);
+                entries.push(IndexEntry {
+                    topic_id: at.topic_id,
+                    queue_id: at.queue_id,
+                    offset: at.offset,
+                    pos,
+                    size: (self.buf.len() - start) as u32,
+                    tag_hash: quiver_proto::message::tag_hash(msg.tag.as_deref()),
+                    stored_ms,
+                    msg_id,
+                    keys: msg.keys.clone(),
+                });
+                msg_ids.push(msg_id);
+            }
+            n_msgs += job.messages.len() as u64;
+            self.next_offsets
+                .insert(key, first_offset + job.messages.len() as u64);
+            pending.push(Pending {
+                reply: job.reply,
+                response: SendResponse {
+                    queue_id: job.queue_id,
+                    first_offset,
+                    msg_ids,
+                },
+            });
+        }
+        if result.is_ok() {
+            result = self.write_buf();
+        }
+        if result.is_ok() && self.shared.config.flush == FlushMode::Sync {
+            result = self.sync();
+        }
+        if let Err(err) = result {
+            error!(cause = %err, "commit log write failed; refusing writes until restart");
+            let reason = err.to_string();
+            self.fenced = Some(reason.clone());
+            for p in pending {
+                let _ = p.reply.send(Err(StoreError::Fenced(reason.clone())));
+            }
+            return;
+        }
+        let stats = &self.shared.stats;
+        stats.msgs_appended.fetch_add(n_msgs, Ordering::Relaxed);
+        stats.appends.fetch_add(1, Ordering::Relaxed);
+        let end = self.active_base + self.active_len;
+        stats.log_end.store(end, Ordering::Release);
+        for p in pending {
+            let _ = p.reply.send(Ok(p.response));
+        }
+        // Blocks when the dispatcher is far behind: back-pressure instead of unbounded memory.
+        let _ = self.dispatch.send(DispatchMsg::Batch { end, entries });
+    }
+
+    fn write_buf(&mut self) -> Result<(), StoreError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.active.write_at(self.active_len, &self.buf)?;
+        self.active_len += self.buf.len() as u64;
+        self.shared
+            .stats
+            .bytes_written
+            .fetch_add(self.buf.len() as u64, Ordering::Relaxed);
+        self.buf.clear();
+        if self.unsynced_since.is_none() {
+            self.unsynced_since = Some(Instant::now());
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), StoreError> {
+        self.active.sync_data()?;
+        self.shared.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
+        self.unsynced_since = None;
+        Ok(())
+    }
+
+    /// Writes what is buffered, syncs the full segment, starts the next one.
+    fn roll(&mut self) -> Result<(), StoreError> {
+        self.write_buf()?;
+        self.sync()?;
+        let base = self.active_base + self.active_len;
+        self.active = self.shared.log.create_segment(base)?;
+        self.active_base = base;
+        self.active_len = 0;
+        Ok(())
+    }
+
+    fn sync_async_mode(&mut self) {
+        if self.unsynced_since.is_some()
+            && self.fenced.is_none()
+            && let Err(err) = self.sync()
+        {
+            error!(cause = %err, "commit log sync failed; refusing writes until restart");
+            self.fenced = Some(err.to_string());
+        }
+    }
+}

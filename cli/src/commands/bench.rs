@@ -1,0 +1,242 @@
+//! `quiver bench w1|w3|w4|w6`: BENCH.md workloads against a running broker. Prints a table
+//! (or one JSON document) with throughput, latency percentiles and the broker's flush mode.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail};
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use quiver_client::{Admin, ErrorCode, Message, Producer, PullConsumer};
+use serde_json::{Value, json};
+use tokio::task::JoinSet;
+
+use crate::connect::{Context, Output};
+use crate::output::table;
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Workload: w1 sync 1 KiB sends, w3 durable 1000-message batches, w4 the same against an
+    /// async-flush broker, w6 catch-up consume of a backlog.
+    #[arg(value_enum)]
+    workload: Workload,
+    /// Topic (created when missing).
+    #[arg(long, default_value = "bench")]
+    topic: String,
+    /// Queues of the topic when it is created.
+    #[arg(long, default_value_t = 8)]
+    queues: u32,
+    /// Message size in bytes.
+    #[arg(long, default_value_t = 1024)]
+    size: usize,
+    /// w1: messages to send.
+    #[arg(long, default_value_t = 20_000)]
+    messages: u64,
+    /// w3/w4: batches to send.
+    #[arg(long, default_value_t = 1000)]
+    batches: u64,
+    /// w3/w4: messages per batch.
+    #[arg(long, default_value_t = 1000)]
+    batch_len: usize,
+    /// w3/w4: batches in flight.
+    #[arg(long, default_value_t = 4)]
+    inflight: usize,
+    /// w6: backlog to build (if the topic holds less) and read, in MiB.
+    #[arg(long, default_value_t = 2048)]
+    backlog_mib: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Workload {
+    W1,
+    W3,
+    W4,
+    W6,
+}
+
+pub async fn run(args: BenchArgs, ctx: &Context) -> anyhow::Result<()> {
+    let admin = Admin::new(ctx.client.clone());
+    match admin.create_topic(&args.topic, args.queues).await {
+        Ok(_) => {}
+        Err(err) if err.code() == Some(ErrorCode::TopicExists) => {}
+        Err(err) => return Err(err.into()),
+    }
+    let broker = ctx.namesrv.first().cloned().unwrap_or_default();
+    let flush_mode = admin.stats(&broker).await?.flush_mode;
+    let report = match args.workload {
+        Workload::W1 => w1(&args, ctx).await?,
+        Workload::W3 => batches(&args, ctx, "w3").await?,
+        Workload::W4 => {
+            if flush_mode != "async" {
+                bail!(
+                    "w4 measures ack-after-write (P): start the broker with --flush async (it runs with {flush_mode})"
+                );
+            }
+            batches(&args, ctx, "w4").await?
+        }
+        Workload::W6 => w6(&args, ctx).await?,
+    };
+    let stats = admin.stats(&broker).await?;
+    let mut report = report;
+    report["flush_mode"] = json!(flush_mode);
+    report["durability"] = json!(if flush_mode == "sync" {
+        "DG (group commit, fdatasync before ack)"
+    } else {
+        "P (ack after write)"
+    });
+    report["broker_fsyncs"] = json!(stats.fsyncs);
+    report["message_bytes"] = json!(args.size);
+    match ctx.output {
+        Output::Json => println!("{report}"),
+        Output::Text => {
+            let rows = report
+                .as_object()
+                .expect("report is an object")
+                .iter()
+                .map(|(k, v)| vec![k.clone(), v.to_string().trim_matches('"').to_owned()])
+                .collect();
+            println!("{}", table(&["metric", "value"], rows));
+        }
+    }
+    Ok(())
+}
+
+fn body(size: usize) -> Bytes {
+    Bytes::from((0..size).map(|i| b'a' + (i % 26) as u8).collect::<Vec<_>>())
+}
+
+fn micros(hist: &Histogram<u64>, quantile: f64) -> f64 {
+    hist.value_at_quantile(quantile) as f64 / 1000.0
+}
+
+async fn w1(args: &BenchArgs, ctx: &Context) -> anyhow::Result<Value> {
+    let producer = Producer::new(ctx.client.clone());
+    let message = Message::new(body(args.size));
+    // Warm up the connection and route.
+    for _ in 0..100 {
+        producer.send(&args.topic, message.clone()).await?;
+    }
+    let mut hist = Histogram::<u64>::new(3)?;
+    let started = Instant::now();
+    for _ in 0..args.messages {
+        let sent = Instant::now();
+        producer.send(&args.topic, message.clone()).await?;
+        hist.record(sent.elapsed().as_nanos() as u64)?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    Ok(json!({
+        "workload": "w1 sync send, 1 producer, 1 in flight",
+        "messages": args.messages,
+        "msg_per_s": (args.messages as f64 / secs).round(),
+        "p50_ms": micros(&hist, 0.5) / 1000.0,
+        "p99_ms": micros(&hist, 0.99) / 1000.0,
+        "p999_ms": micros(&hist, 0.999) / 1000.0,
+    }))
+}
+
+async fn batches(args: &BenchArgs, ctx: &Context, name: &str) -> anyhow::Result<Value> {
+    let producer = Arc::new(Producer::new(ctx.client.clone()));
+    let batch: Vec<Message> = (0..args.batch_len)
+        .map(|_| Message::new(body(args.size)))
+        .collect();
+    producer.send_batch(&args.topic, batch.clone()).await?;
+    let mut hist = Histogram::<u64>::new(3)?;
+    let started = Instant::now();
+    let mut tasks = JoinSet::new();
+    let mut sent = 0u64;
+    while sent < args.batches || !tasks.is_empty() {
+        while sent < args.batches && tasks.len() < args.inflight.max(1) {
+            let (producer, topic, batch) = (producer.clone(), args.topic.clone(), batch.clone());
+            tasks.spawn(async move {
+                let began = Instant::now();
+                producer
+                    .send_batch(&topic, batch)
+                    .await
+                    .map(|_| began.elapsed())
+            });
+            sent += 1;
+        }
+        if let Some(done) = tasks.join_next().await {
+            hist.record(done??.as_nanos() as u64)?;
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let bytes = args.batches as f64 * args.batch_len as f64 * args.size as f64;
+    Ok(json!({
+        "workload": format!("{name} batch send {} x {} B, {} batches in flight", args.batch_len, args.size, args.inflight),
+        "batches": args.batches,
+        "mb_per_s": (bytes / secs / 1e6 * 10.0).round() / 10.0,
+        "msg_per_s": (args.batches as f64 * args.batch_len as f64 / secs).round(),
+        "batch_p50_ms": micros(&hist, 0.5) / 1000.0,
+        "batch_p99_ms": micros(&hist, 0.99) / 1000.0,
+    }))
+}
+
+async fn w6(args: &BenchArgs, ctx: &Context) -> anyhow::Result<Value> {
+    let consumer = Arc::new(PullConsumer::new(ctx.client.clone()));
+    let target = args.backlog_mib << 20;
+    let offsets = consumer.offsets(&args.topic).await?;
+    let held: u64 = offsets
+        .iter()
+        .map(|q| q.max_offset - q.min_offset)
+        .sum::<u64>()
+        * args.size as u64;
+    if held < target {
+        let missing = (target - held) / (args.size as u64 * args.batch_len as u64) + 1;
+        let fill = BenchArgs {
+            batches: missing,
+            workload: Workload::W3,
+            topic: args.topic.clone(),
+            ..*args
+        };
+        batches(&fill, ctx, "w6-fill").await?;
+    }
+    let offsets = consumer.offsets(&args.topic).await?;
+    let started = Instant::now();
+    let mut tasks = JoinSet::new();
+    for queue in offsets {
+        let (consumer, topic) = (consumer.clone(), args.topic.clone());
+        tasks.spawn(async move {
+            let mut offset = queue.min_offset;
+            let (mut n_msgs, mut bytes) = (0u64, 0u64);
+            while offset < queue.max_offset {
+                let response = consumer
+                    .pull(&topic, queue.queue_id, offset, 4096, Duration::ZERO)
+                    .await?;
+                if response.messages.is_empty() {
+                    return Err(anyhow!(
+                        "queue {} returned nothing at offset {offset}",
+                        queue.queue_id
+                    ));
+                }
+                for msg in &response.messages {
+                    if !msg.checksum_ok() {
+                        return Err(anyhow!(
+                            "checksum mismatch at queue {} offset {}",
+                            queue.queue_id,
+                            msg.offset
+                        ));
+                    }
+                    bytes += msg.body.len() as u64;
+                }
+                n_msgs += response.messages.len() as u64;
+                offset = response.next_offset;
+            }
+            Ok::<_, anyhow::Error>((n_msgs, bytes))
+        });
+    }
+    let (mut n_msgs, mut bytes) = (0u64, 0u64);
+    while let Some(done) = tasks.join_next().await {
+        let (m, b) = done??;
+        n_msgs += m;
+        bytes += b;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    Ok(json!({
+        "workload": "w6 catch-up consume, 1 consumer, all queues",
+        "messages": n_msgs,
+        "bytes": bytes,
+        "mb_per_s": (bytes as f64 / secs / 1e6 * 10.0).round() / 10.0,
+        "msg_per_s": (n_msgs as f64 / secs).round(),
+    }))
+}

@@ -1,0 +1,10 @@
+//! One module per subcommand.
+
+pub mod bench;
+pub mod certs;
+pub mod pull;
+pub mod query;
+pub mod send;
+pub mod standalone;
+pub mod stats;
+pub mod topic;

@@ -1,0 +1,74 @@
+//! `quiver standalone`: broker + name server on one endpoint, TLS made on first start.
+
+use std::net::SocketAddr;
+
+use anyhow::anyhow;
+use quiver_broker::args::{LogFormat, ServerArgs};
+use quiver_broker::config::{BrokerConfig, NAMESRV_PORT};
+use quiver_net::tls::{CertPlan, DEFAULT_SANS, ServerTls, init_dir};
+use tokio_util::sync::CancellationToken;
+
+/// Node name of the standalone's certificate pair.
+const STANDALONE_NODE: &str = "standalone";
+
+#[derive(clap::Args, Debug)]
+pub struct StandaloneArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+pub fn run(args: StandaloneArgs) -> anyhow::Result<()> {
+    let mut defaults = BrokerConfig::default();
+    defaults.broker.name = STANDALONE_NODE.into();
+    defaults.broker.listen = SocketAddr::from(([127, 0, 0, 1], NAMESRV_PORT));
+    let config = args.server.resolve(defaults).map_err(|err| anyhow!(err))?;
+    if args.server.print_config {
+        print!("{}", config.to_toml());
+        return Ok(());
+    }
+    let tls_dir = config
+        .tls
+        .dir
+        .clone()
+        .unwrap_or_else(|| config.broker.data_dir.join("tls"));
+    let node = config
+        .tls
+        .node
+        .clone()
+        .unwrap_or_else(|| STANDALONE_NODE.into());
+    if config.tls.dir.is_none() && !tls_dir.join("ca.pem").exists() {
+        let mut sans: Vec<String> = DEFAULT_SANS.iter().map(|s| s.to_string()).collect();
+        let ip = config.broker.listen.ip();
+        if !ip.is_unspecified() && !ip.is_loopback() {
+            sans.push(ip.to_string());
+        }
+        if let Some(host) = config
+            .broker
+            .advertise
+            .as_deref()
+            .and_then(|a| a.rsplit_once(':'))
+            .map(|(h, _)| h.to_owned())
+        {
+            sans.push(host);
+        }
+        let plan = CertPlan {
+            nodes: vec![(node.clone(), sans)],
+            clients: vec![("admin".into(), true)],
+        };
+        init_dir(&tls_dir, &plan)?;
+        eprintln!(
+            "quiver: created TLS material in {} (CA, node pair, admin client pair)",
+            tls_dir.display()
+        );
+    }
+    let tls = ServerTls::in_dir(&tls_dir, &node);
+    quiver_broker::server::init_logging(args.server.log_format == LogFormat::Json);
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime
+        .block_on(async {
+            let shutdown = CancellationToken::new();
+            quiver_broker::server::watch_signals(shutdown.clone());
+            quiver_broker::server::run("standalone", config, tls, shutdown).await
+        })
+        .map_err(|err| anyhow!(err))
+}

@@ -1,0 +1,87 @@
+//! `quiver`: the standalone broker, admin, send, pull, query, certificates and benchmarks.
+
+mod commands;
+mod connect;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::connect::GlobalArgs;
+
+/// Quiver: a RocketMQ-style event broker over QUIC.
+#[derive(Parser, Debug)]
+#[command(name = "quiver", version, about, propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a standalone broker (broker + name server on one endpoint), data in ./quiver-data.
+    Standalone(commands::standalone::StandaloneArgs),
+    /// Create, update, delete, list and describe topics.
+    #[command(subcommand)]
+    Topic(commands::topic::TopicCommand),
+    /// Send messages.
+    Send(commands::send::SendArgs),
+    /// Pull messages from a queue.
+    Pull(commands::pull::PullArgs),
+    /// Look messages up by id or key.
+    Query(commands::query::QueryArgs),
+    /// Make TLS material for a cluster.
+    #[command(subcommand)]
+    Certs(commands::certs::CertsCommand),
+    /// Show a broker's counters.
+    Stats,
+    /// Run a benchmark workload against a running broker (see BENCH.md).
+    Bench(commands::bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Standalone(args) => commands::standalone::run(args),
+        Command::Certs(command) => commands::certs::run(command, &cli.global),
+        command => run_client_command(command, cli.global),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("quiver: error: {}", one_line(&err));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_client_command(command: Command, global: GlobalArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let ctx = connect::Context::new(global)?;
+        let result = match command {
+            Command::Topic(command) => commands::topic::run(command, &ctx).await,
+            Command::Send(args) => commands::send::run(args, &ctx).await,
+            Command::Pull(args) => commands::pull::run(args, &ctx).await,
+            Command::Query(args) => commands::query::run(args, &ctx).await,
+            Command::Stats => commands::stats::run(&ctx).await,
+            Command::Bench(args) => commands::bench::run(args, &ctx).await,
+            Command::Standalone(_) | Command::Certs(_) => {
+                unreachable!("handled before the runtime")
+            }
+        };
+        ctx.client.close().await;
+        result.map_err(|err| ctx.explain(err))
+    })
+}
+
+/// The error chain on one line.
+fn one_line(err: &anyhow::Error) -> String {
+    err.chain()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
+}

@@ -1,0 +1,218 @@
+//! [`Client`]: one QUIC endpoint, one connection per server address, a route cache, and
+//! typed calls.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use quiver_net::endpoint::ClientEndpoint;
+use quiver_net::tls::ClientTls;
+use quiver_net::{NetError, RpcClient};
+use quiver_proto::requests::route::{RouteGet, TopicRoute};
+use quiver_proto::{RequestCode, decode_body, encode_body};
+
+use crate::error::ClientError;
+
+/// How to reach and trust a cluster.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// Name servers (or the standalone) as `host:port`; tried in order.
+    pub namesrv: Vec<String>,
+    /// The cluster CA.
+    pub ca: PathBuf,
+    /// Optional client certificate pair (required for admin requests).
+    pub identity: Option<(PathBuf, PathBuf)>,
+    /// Per-request timeout.
+    pub timeout: Duration,
+}
+
+impl ClientOptions {
+    /// Options for `namesrv` trusting `ca`, without a client certificate.
+    pub fn new(namesrv: impl Into<String>, ca: PathBuf) -> Self {
+        ClientOptions {
+            namesrv: vec![namesrv.into()],
+            ca,
+            identity: None,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A connection manager shared by producers, consumers and admin handles.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    options: ClientOptions,
+    endpoint: ClientEndpoint,
+    // Mutex: connections are looked up once per call and created rarely.
+    conns: Mutex<HashMap<String, Arc<RpcClient>>>,
+    routes: Mutex<HashMap<String, Arc<TopicRoute>>>,
+}
+
+impl Client {
+    /// A client; no connection is made until the first call.
+    pub fn new(options: ClientOptions) -> Result<Self, ClientError> {
+        if options.namesrv.is_empty() {
+            return Err(ClientError::Invalid("no name server address given".into()));
+        }
+        let tls = ClientTls {
+            ca: options.ca.clone(),
+            identity: options.identity.clone(),
+        };
+        let endpoint = RpcClient::endpoint(&tls)?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                options,
+                endpoint,
+                conns: Mutex::new(HashMap::new()),
+                routes: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The options.
+    pub fn options(&self) -> &ClientOptions {
+        &self.inner.options
+    }
+
+    /// The connection to `addr`, made on first use.
+    pub fn connection(&self, addr: &str) -> Result<Arc<RpcClient>, ClientError> {
+        let mut conns = self.inner.conns.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(conn) = conns.get(addr) {
+            return Ok(conn.clone());
+        }
+        let conn = Arc::new(RpcClient::new(self.inner.endpoint.clone(), addr)?);
+        conns.insert(addr.to_owned(), conn.clone());
+        Ok(conn)
+    }
+
+    /// Calls `addr` and decodes the response.
+    pub async fn call<Req, Resp>(
+        &self,
+        addr: &str,
+        code: RequestCode,
+        request: &Req,
+    ) -> Result<Resp, ClientError>
+    where
+        Req: serde::Serialize,
+        Resp: for<'a> serde::Deserialize<'a>,
+    {
+        let body = self
+            .call_raw(addr, code, Bytes::from(encode_body(request)))
+            .await?;
+        Ok(decode_body(&body)?)
+    }
+
+    /// Calls `addr` with an encoded body; returns the response body.
+    pub async fn call_raw(
+        &self,
+        addr: &str,
+        code: RequestCode,
+        body: Bytes,
+    ) -> Result<Bytes, ClientError> {
+        let conn = self.connection(addr)?;
+        Ok(conn.call(code, body, self.inner.options.timeout).await?)
+    }
+
+    /// Sends a oneway request to `addr`.
+    pub async fn oneway<Req: serde::Serialize>(
+        &self,
+        addr: &str,
+        code: RequestCode,
+        request: &Req,
+    ) -> Result<(), ClientError> {
+        let conn = self.connection(addr)?;
+        Ok(conn
+            .send_oneway(code, Bytes::from(encode_body(request)))
+            .await?)
+    }
+
+    /// Calls the name servers in order until one answers (a server's error answer is final).
+    pub async fn call_namesrv<Req, Resp>(
+        &self,
+        code: RequestCode,
+        request: &Req,
+    ) -> Result<Resp, ClientError>
+    where
+        Req: serde::Serialize,
+        Resp: for<'a> serde::Deserialize<'a>,
+    {
+        let mut last = None;
+        for addr in &self.inner.options.namesrv {
+            match self.call(addr, code, request).await {
+                Err(ClientError::Net(
+                    err @ (NetError::Connect { .. }
+                    | NetError::Timeout { .. }
+                    | NetError::Io { .. }),
+                )) => {
+                    last = Some(err);
+                }
+                other => return other,
+            }
+        }
+        Err(ClientError::Net(last.expect("at least one name server")))
+    }
+
+    /// A topic's route, from the cache or the name servers.
+    pub async fn route(&self, topic: &str) -> Result<Arc<TopicRoute>, ClientError> {
+        if let Some(route) = self
+            .inner
+            .routes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(topic)
+        {
+            return Ok(route.clone());
+        }
+        self.refresh_route(topic).await
+    }
+
+    /// Fetches a topic's route again.
+    pub async fn refresh_route(&self, topic: &str) -> Result<Arc<TopicRoute>, ClientError> {
+        let route: TopicRoute = self
+            .call_namesrv(
+                RequestCode::RouteGet,
+                &RouteGet {
+                    topic: topic.to_owned(),
+                },
+            )
+            .await?;
+        let route = Arc::new(route);
+        self.inner
+            .routes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(topic.to_owned(), route.clone());
+        Ok(route)
+    }
+
+    /// Forgets a cached route (after a routing error).
+    pub fn forget_route(&self, topic: &str) {
+        self.inner
+            .routes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(topic);
+    }
+
+    /// Closes every connection, waiting briefly for unacknowledged data to drain.
+    pub async fn close(&self) {
+        let conns: Vec<_> = self
+            .inner
+            .conns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .map(|(_, c)| c)
+            .collect();
+        for conn in conns {
+            conn.close().await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.inner.endpoint.wait_idle()).await;
+    }
+}

@@ -1,0 +1,25 @@
+//! The Quiver client library: what a QUIC client app links.
+//!
+//! # Layout
+//! - [`client`]: [`Client`], the shared endpoint, connections by address, route cache, calls.
+//! - [`producer`]: [`Producer`]: sync, async, oneway, ordered and batch sends with retries.
+//! - [`consumer`]: [`PullConsumer`]: read a queue from an offset, with long-poll.
+//! - [`admin`]: [`Admin`]: topics, queries, offsets, broker stats.
+//! - [`error`]: the error type, [`ClientError`].
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod admin;
+pub mod client;
+pub mod consumer;
+pub mod error;
+pub mod producer;
+
+pub use admin::Admin;
+pub use client::{Client, ClientOptions};
+pub use consumer::PullConsumer;
+pub use error::ClientError;
+pub use producer::{Message, Producer, SendResult};
+pub use quiver_proto::{ErrorCode, MessageId, StoredMessage};
+
+/// Default name server / standalone address.
+pub const DEFAULT_NAMESRV: &str = "127.0.0.1:9876";

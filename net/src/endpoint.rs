@@ -1,0 +1,90 @@
+//! quinn endpoints with every transport limit set explicitly (quinn's defaults leave the
+//! connection receive window unlimited).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use quinn::{IdleTimeout, TransportConfig, VarInt};
+
+use crate::tls::{ClientTls, ServerTls, TlsError};
+
+/// Most concurrent request streams one connection may open (async sends keep many in flight).
+pub const STREAMS_PER_CONNECTION_MAX: u32 = 4096;
+/// Bytes a single stream may have unread (one request frame is read whole).
+pub const STREAM_WINDOW_BYTES: u32 = 16 << 20;
+/// Bytes a connection may have unread across its streams.
+pub const CONNECTION_WINDOW_BYTES: u32 = 64 << 20;
+/// Idle connections close after this long.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Clients ping this often so idle connections stay open.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
+/// Most connection attempts a server handles at once.
+pub const INCOMING_MAX: usize = 4096;
+
+fn transport(client: bool) -> TransportConfig {
+    let mut transport = TransportConfig::default();
+    transport
+        .max_concurrent_bidi_streams(VarInt::from_u32(STREAMS_PER_CONNECTION_MAX))
+        .max_concurrent_uni_streams(VarInt::from_u32(0))
+        .stream_receive_window(VarInt::from_u32(STREAM_WINDOW_BYTES))
+        .receive_window(VarInt::from_u32(CONNECTION_WINDOW_BYTES))
+        .send_window(u64::from(CONNECTION_WINDOW_BYTES))
+        .max_idle_timeout(Some(
+            IdleTimeout::try_from(IDLE_TIMEOUT).expect("30 s fits a QUIC idle timeout"),
+        ));
+    if client {
+        transport.keep_alive_interval(Some(KEEP_ALIVE));
+    }
+    transport
+}
+
+/// The client endpoint type (a quinn endpoint; named here so other crates need not name quinn).
+pub type ClientEndpoint = quinn::Endpoint;
+
+/// A bound server endpoint.
+pub fn server(addr: SocketAddr, tls: &ServerTls) -> Result<quinn::Endpoint, EndpointError> {
+    let crypto = QuicServerConfig::try_from(tls.rustls_config()?)
+        .map_err(|err| EndpointError::Quic(err.to_string()))?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    config
+        .transport_config(Arc::new(transport(false)))
+        .max_incoming(INCOMING_MAX)
+        .incoming_buffer_size(1 << 20)
+        .incoming_buffer_size_total(64 << 20);
+    quinn::Endpoint::server(config, addr).map_err(|source| EndpointError::Bind { addr, source })
+}
+
+/// A client endpoint on an ephemeral local port, with its default client config set.
+pub fn client(tls: &ClientTls) -> Result<quinn::Endpoint, EndpointError> {
+    let crypto = QuicClientConfig::try_from(tls.rustls_config()?)
+        .map_err(|err| EndpointError::Quic(err.to_string()))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    config.transport_config(Arc::new(transport(true)));
+    let bind: SocketAddr = "0.0.0.0:0".parse().expect("literal address");
+    let mut endpoint = quinn::Endpoint::client(bind)
+        .map_err(|source| EndpointError::Bind { addr: bind, source })?;
+    endpoint.set_default_client_config(config);
+    Ok(endpoint)
+}
+
+/// Endpoint set-up errors.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EndpointError {
+    /// TLS material was unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// quinn refused the crypto config.
+    #[error("QUIC crypto config: {0}")]
+    Quic(String),
+    /// The UDP socket could not be bound.
+    #[error("cannot bind UDP {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,20 @@
+//! Quiver's transport: QUIC endpoints (quinn + rustls, TLS 1.3 only, ALPN `quiver/1`, 0-RTT
+//! off), the cluster's TLS material, and framed RPC with one bidirectional stream per request.
+//!
+//! # Layout
+//! - [`tls`]: make and load the cluster CA and node/client certificates; rustls configs;
+//!   peer identity (name and role) from a client certificate.
+//! - [`endpoint`]: quinn endpoints with explicit transport limits.
+//! - [`server`]: the accept loop that feeds request frames to a [`server::Service`].
+//! - [`client`]: [`client::RpcClient`], a reconnecting connection that sends requests.
+//!
+//! **Invariant:** this is the only crate that names quinn or rustls.
+
+pub mod client;
+pub mod endpoint;
+pub mod server;
+pub mod tls;
+
+pub use client::{NetError, RpcClient};
+pub use server::{Peer, Service};
+pub use tls::{Identity, Role};

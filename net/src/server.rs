@@ -1,0 +1,230 @@
+//! The server side of framed RPC: accept connections, accept one bidirectional stream per
+//! request, read one frame, hand it to the [`Service`], write its response.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use quiver_proto::frame::HEADER_BYTES;
+use quiver_proto::{ErrorBody, ErrorCode, Frame, FrameHeader, encode_body};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug};
+
+use crate::tls::{Identity, identity_of};
+
+/// A request reading slower than this is dropped (slowloris guard).
+pub const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The remote end of a connection.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    /// Remote UDP address.
+    pub addr: SocketAddr,
+    /// Verified client-certificate identity, if the client presented one.
+    pub identity: Option<Identity>,
+}
+
+/// Handles decoded request frames.
+pub trait Service: Send + Sync + 'static {
+    /// Largest request body this service accepts; larger frames get `frame.too_large` without
+    /// their body being read.
+    fn request_bytes_max(&self) -> usize;
+
+    /// Answers one request. `None` sends no response (oneway requests).
+    fn handle(&self, peer: Arc<Peer>, request: Frame)
+    -> impl Future<Output = Option<Frame>> + Send;
+}
+
+/// Serves `endpoint` until `shutdown` fires, then waits for in-flight requests to finish.
+pub async fn serve<S: Service>(
+    endpoint: quinn::Endpoint,
+    service: Arc<S>,
+    shutdown: CancellationToken,
+) {
+    let tracker = TaskTracker::new();
+    loop {
+        let incoming = tokio::select! {
+            incoming = endpoint.accept() => incoming,
+            () = shutdown.cancelled() => break,
+        };
+        let Some(incoming) = incoming else { break };
+        let service = service.clone();
+        let shutdown = shutdown.clone();
+        let conn_tracker = tracker.clone();
+        tracker.spawn(async move {
+            match incoming.await {
+                Ok(conn) => serve_connection(conn, service, shutdown, conn_tracker).await,
+                Err(err) => debug!(cause = %err, "handshake failed"),
+            }
+        });
+    }
+    endpoint.set_server_config(None);
+    tracker.close();
+    tracker.wait().await;
+    endpoint.close(VarIntZero::CODE, b"shutdown");
+    endpoint.wait_idle().await;
+}
+
+struct VarIntZero;
+impl VarIntZero {
+    const CODE: quinn::VarInt = quinn::VarInt::from_u32(0);
+}
+
+async fn serve_connection<S: Service>(
+    conn: quinn::Connection,
+    service: Arc<S>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let identity = conn
+        .peer_identity()
+        .and_then(|any| {
+            any.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+                .ok()
+        })
+        .and_then(|chain| identity_of(&chain));
+    let peer = Arc::new(Peer {
+        addr: conn.remote_address(),
+        identity,
+    });
+    let span = tracing::debug_span!("conn", remote = %peer.addr);
+    async move {
+        loop {
+            let stream = tokio::select! {
+                stream = conn.accept_bi() => stream,
+                () = shutdown.cancelled() => break,
+            };
+            let (send, recv) = match stream {
+                Ok(pair) => pair,
+                Err(err) => {
+                    debug!(cause = %err, "connection ended");
+                    return;
+                }
+            };
+            let service = service.clone();
+            let peer = peer.clone();
+            tracker.spawn(serve_stream(send, recv, service, peer));
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn serve_stream<S: Service>(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    service: Arc<S>,
+    peer: Arc<Peer>,
+) {
+    let read = tokio::time::timeout(
+        REQUEST_READ_TIMEOUT,
+        read_request(&mut recv, service.request_bytes_max()),
+    );
+    let response = match read.await {
+        Err(_elapsed) => {
+            debug!("request read timed out");
+            let _ = recv.stop(quinn::VarInt::from_u32(1));
+            return;
+        }
+        Ok(Err(ReadFailure::Stream)) => return,
+        Ok(Err(ReadFailure::Reject(frame))) => {
+            let _ = recv.stop(quinn::VarInt::from_u32(0));
+            Some(frame)
+        }
+        Ok(Ok(frame)) => service.handle(peer, frame).await,
+    };
+    if let Some(response) = response {
+        if send.write_all(&response.to_bytes()).await.is_ok() {
+            let _ = send.finish();
+        }
+    } else {
+        let _ = send.finish();
+    }
+}
+
+enum ReadFailure {
+    /// The stream broke; nothing to answer.
+    Stream,
+    /// The request is refused with this response.
+    Reject(Frame),
+}
+
+async fn read_request(recv: &mut quinn::RecvStream, body_max: usize) -> Result<Frame, ReadFailure> {
+    let mut header_bytes = [0u8; HEADER_BYTES];
+    recv.read_exact(&mut header_bytes)
+        .await
+        .map_err(|_| ReadFailure::Stream)?;
+    let header = match FrameHeader::decode(&header_bytes) {
+        Ok(header) => header,
+        Err(err) => {
+            let fake = FrameHeader {
+                version: quiver_proto::frame::VERSION,
+                flags: 0,
+                code: u16::from_le_bytes([header_bytes[4], header_bytes[5]]),
+                status: 0,
+                request_id: u64::from_le_bytes(header_bytes[8..16].try_into().expect("8 bytes")),
+                body_len: 0,
+            };
+            return Err(ReadFailure::Reject(error_frame(
+                &fake,
+                err.code(),
+                err.to_string(),
+            )));
+        }
+    };
+    if header.is_response() {
+        return Err(ReadFailure::Reject(error_frame(
+            &header,
+            ErrorCode::BadFrame,
+            "a response frame was sent as a request".into(),
+        )));
+    }
+    if header.body_len as usize > body_max {
+        return Err(ReadFailure::Reject(error_frame(
+            &header,
+            ErrorCode::FrameTooLarge,
+            format!(
+                "request body is {} bytes: this server accepts at most {body_max}",
+                header.body_len
+            ),
+        )));
+    }
+    let body = recv
+        .read_to_end(header.body_len as usize)
+        .await
+        .map_err(|err| match err {
+            quinn::ReadToEndError::TooLong => ReadFailure::Reject(error_frame(
+                &header,
+                ErrorCode::BadFrame,
+                "bytes after the frame body: send one frame per stream".into(),
+            )),
+            quinn::ReadToEndError::Read(_) => ReadFailure::Stream,
+        })?;
+    if body.len() != header.body_len as usize {
+        return Err(ReadFailure::Reject(error_frame(
+            &header,
+            ErrorCode::BadFrame,
+            format!(
+                "truncated frame: header declares {} body bytes, stream carried {}",
+                header.body_len,
+                body.len()
+            ),
+        )));
+    }
+    Ok(Frame {
+        header,
+        body: Bytes::from(body),
+    })
+}
+
+/// An error response to `request` with a message saying what to fix.
+pub fn error_frame(request: &FrameHeader, code: ErrorCode, message: String) -> Frame {
+    Frame::response(
+        request,
+        code,
+        Bytes::from(encode_body(&ErrorBody { message })),
+    )
+}

@@ -1,0 +1,177 @@
+//! Errors: [`WireError`] for bytes that do not decode, [`ErrorCode`] for the stable numeric
+//! status of a response, [`ErrorBody`] for the human message that goes with it.
+
+use serde::{Deserialize, Serialize};
+
+/// Why bytes did not decode. Never a panic: every decoder returns this.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// More bytes are needed; not a failure while reading a stream.
+    #[error("incomplete frame: need {need} bytes, have {have}")]
+    Incomplete {
+        /// Bytes needed.
+        need: usize,
+        /// Bytes present.
+        have: usize,
+    },
+    /// The frame does not start with the magic bytes.
+    #[error("bad frame magic {found:02x?}: not a quiver/1 frame")]
+    BadMagic {
+        /// The two bytes found.
+        found: [u8; 2],
+    },
+    /// The frame version is not ours.
+    #[error("unsupported frame version {version} (this build speaks {supported})")]
+    UnsupportedVersion {
+        /// Version in the frame.
+        version: u8,
+        /// Version this build speaks.
+        supported: u8,
+    },
+    /// Unknown flag bits.
+    #[error("unknown frame flags {flags:#04x}")]
+    UnknownFlags {
+        /// The flag byte.
+        flags: u8,
+    },
+    /// A length over its named maximum.
+    #[error("length {len} exceeds the maximum {max}")]
+    TooLarge {
+        /// Declared length.
+        len: u64,
+        /// The maximum.
+        max: u64,
+    },
+    /// Bytes after the one frame a stream may carry.
+    #[error("{extra} bytes after the frame")]
+    TrailingBytes {
+        /// Extra byte count.
+        extra: usize,
+    },
+    /// The request code is not in the table.
+    #[error("unknown request code {code}")]
+    UnknownCode {
+        /// The raw code.
+        code: u16,
+    },
+    /// The body did not decode as the expected struct.
+    #[error("malformed body: {reason}")]
+    Body {
+        /// Decoder message.
+        reason: String,
+    },
+}
+
+impl WireError {
+    /// The response status for a request that failed to decode this way.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            WireError::UnsupportedVersion { .. } => ErrorCode::UnsupportedVersion,
+            WireError::UnknownCode { .. } => ErrorCode::UnknownRequest,
+            WireError::TooLarge { .. } => ErrorCode::FrameTooLarge,
+            _ => ErrorCode::BadFrame,
+        }
+    }
+}
+
+macro_rules! error_codes {
+    ($($(#[doc = $doc:literal])* $name:ident = $num:literal, $dotted:literal, $retry:literal;)*) => {
+        /// Stable numeric response status. Numbers never change meaning; new ones are appended.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[repr(u16)]
+        #[non_exhaustive]
+        pub enum ErrorCode {
+            $($(#[doc = $doc])* $name = $num,)*
+        }
+
+        impl ErrorCode {
+            /// Every code, for tables and tests.
+            pub const ALL: &[ErrorCode] = &[$(ErrorCode::$name,)*];
+
+            /// Parses a raw status; unknown numbers are `None`.
+            pub fn from_u16(raw: u16) -> Option<Self> {
+                match raw {
+                    $($num => Some(ErrorCode::$name),)*
+                    _ => None,
+                }
+            }
+
+            /// The stable dotted name, e.g. `topic.not_found`.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$name => $dotted,)*
+                }
+            }
+
+            /// Whether a client may retry the same request (possibly elsewhere).
+            pub fn is_retryable(self) -> bool {
+                match self {
+                    $(ErrorCode::$name => $retry,)*
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    /// Success.
+    Ok = 0, "ok", false;
+    /// The frame or body did not decode.
+    BadFrame = 1, "frame.bad", false;
+    /// The frame version is not supported.
+    UnsupportedVersion = 2, "frame.unsupported_version", false;
+    /// The request code is unknown.
+    UnknownRequest = 3, "frame.unknown_request", false;
+    /// The frame is larger than the server accepts.
+    FrameTooLarge = 4, "frame.too_large", false;
+    /// An argument is invalid (the message says which and why).
+    InvalidArgument = 10, "request.invalid_argument", false;
+    /// A topic or group name breaks the naming rules.
+    InvalidName = 11, "request.invalid_name", false;
+    /// The caller lacks the role this request needs.
+    PermissionDenied = 12, "request.permission_denied", false;
+    /// The topic does not exist.
+    TopicNotFound = 20, "topic.not_found", false;
+    /// The topic already exists.
+    TopicExists = 21, "topic.exists", false;
+    /// The queue id is outside the topic's queues.
+    QueueOutOfRange = 22, "queue.out_of_range", false;
+    /// The offset is past the end of the queue.
+    OffsetOutOfRange = 23, "queue.offset_out_of_range", false;
+    /// The offset was removed by retention.
+    OffsetRemoved = 24, "queue.offset_removed", false;
+    /// A message is larger than the maximum.
+    MessageTooLarge = 30, "msg.too_large", false;
+    /// A batch is larger than the maximum.
+    BatchTooLarge = 31, "msg.batch_too_large", false;
+    /// The body checksum does not match.
+    ChecksumMismatch = 32, "msg.checksum_mismatch", true;
+    /// No stored message matches.
+    MessageNotFound = 33, "msg.not_found", false;
+    /// The message existed but was removed by retention.
+    MessageRemoved = 34, "msg.removed", false;
+    /// The store failed (disk error); the request had no effect.
+    StoreError = 40, "store.error", true;
+    /// The broker is busy or its queues are full; retry later.
+    Busy = 41, "broker.busy", true;
+    /// The broker is shutting down.
+    ShuttingDown = 42, "broker.shutting_down", true;
+    /// The request timed out inside the broker.
+    Timeout = 43, "broker.timeout", true;
+    /// An unexpected internal error.
+    Internal = 44, "broker.internal", true;
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.name(), *self as u16)
+    }
+}
+
+/// The body of every non-`Ok` response: a message that says what was wrong and how to fix it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Human-readable explanation.
+    pub message: String,
+}

@@ -1,0 +1,39 @@
+use super::*;
+
+#[test]
+fn names_follow_the_rules() {
+    assert!(Name::new("orders.v1_A-b").is_ok());
+    for bad in ["", "%RETRY%g", "a b", "a/b", "..", "é", &"x".repeat(128)] {
+        assert!(Name::new(bad).is_err(), "{bad:?} accepted");
+    }
+    assert!(Name::new(&"x".repeat(127)).is_ok());
+}
+
+#[test]
+fn message_ids_print_as_32_hex_digits_and_parse_back() {
+    let id = MessageId(0x0190_f3c2_a1b2_7c3d_8e4f_5a6b_7c8d_9e0f);
+    let text = id.to_string();
+    assert_eq!(text, "0190f3c2a1b27c3d8e4f5a6b7c8d9e0f");
+    assert_eq!(text.parse::<MessageId>().unwrap(), id);
+    assert!("xyz".parse::<MessageId>().is_err());
+    assert_eq!(id.v7_timestamp_ms(), 0x0190_f3c2_a1b2);
+}
+
+#[test]
+fn validate_names_the_limit() {
+    let mut msg = SendMessage::new(None, bytes::Bytes::from(vec![0; 10]), 0);
+    assert!(msg.validate(10).is_ok());
+    assert!(msg.validate(9).unwrap_err().contains("maximum is 9"));
+    msg.tag = Some("a|b".into());
+    assert!(msg.validate(10).is_err());
+    msg.tag = None;
+    msg.keys = vec![String::new()];
+    assert!(msg.validate(10).is_err());
+}
+
+#[test]
+fn tag_hash_is_frozen() {
+    assert_eq!(tag_hash(None), 0);
+    assert_ne!(tag_hash(Some("a")), 0);
+    assert_eq!(tag_hash(Some("paid")), tag_hash(Some("paid")));
+}

@@ -1,0 +1,28 @@
+//! `broker.*` administration bodies.
+
+use serde::{Deserialize, Serialize};
+
+/// `broker.stats` (empty request).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatsRequest {}
+
+/// Broker counters since start.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerStats {
+    /// Flush mode: `sync` or `async`.
+    pub flush_mode: String,
+    /// Messages appended to the commit log.
+    pub msgs_appended: u64,
+    /// Group-commit appends (one write each).
+    pub appends: u64,
+    /// `fdatasync` calls on the commit log.
+    pub fsyncs: u64,
+    /// Bytes written to the commit log.
+    pub bytes_written: u64,
+    /// First position still in the log (older segments were removed by retention).
+    pub log_start: u64,
+    /// End of the log.
+    pub log_end: u64,
+    /// Log position the indexes have caught up to.
+    pub dispatched_upto: u64,
+}

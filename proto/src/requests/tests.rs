@@ -1,0 +1,126 @@
+use bytes::Bytes;
+use proptest::prelude::*;
+
+use super::admin::*;
+use super::msg::*;
+use super::route::*;
+use super::topic::*;
+use crate::{
+    ErrorCode, MessageId, RequestCode, SendMessage, StoredMessage, decode_body, encode_body,
+};
+
+fn round_trip<T>(value: &T)
+where
+    T: serde::Serialize + for<'a> serde::Deserialize<'a> + PartialEq + std::fmt::Debug,
+{
+    let bytes = encode_body(value);
+    let back: T = decode_body(&bytes).expect("round trip decodes");
+    assert_eq!(&back, value);
+    for cut in 0..bytes.len() {
+        assert!(decode_body::<T>(&bytes[..cut]).is_err() || cut == bytes.len());
+    }
+}
+
+fn text() -> impl Strategy<Value = String> {
+    "[a-zA-Z0-9_.%-]{0,20}"
+}
+
+prop_compose! {
+    fn send_message()(id in proptest::option::of(any::<u128>()), tag in proptest::option::of(text()),
+                      keys in proptest::collection::vec(text(), 0..4),
+                      props in proptest::collection::vec((text(), text()), 0..3),
+                      body in proptest::collection::vec(any::<u8>(), 0..128),
+                      born in any::<u64>()) -> SendMessage {
+        let mut msg = SendMessage::new(id.map(MessageId), Bytes::from(body), born);
+        msg.tag = tag;
+        msg.keys = keys;
+        msg.properties = props;
+        msg
+    }
+}
+
+prop_compose! {
+    fn stored_message()(msg in send_message(), topic in text(), queue_id in any::<u32>(),
+                        offset in any::<u64>(), stored in any::<u64>(), pos in any::<u64>()) -> StoredMessage {
+        StoredMessage {
+            topic, queue_id, offset, msg_id: msg.msg_id.unwrap_or(MessageId(1)), tag: msg.tag,
+            keys: msg.keys, properties: msg.properties, body: msg.body, born_ms: msg.born_ms,
+            stored_ms: stored, log_pos: pos, body_crc: msg.body_crc,
+        }
+    }
+}
+
+proptest! {
+    #[test]
+    fn topic_bodies(topic in text(), queues in any::<u32>(), created in any::<u64>()) {
+        round_trip(&TopicCreate { topic: topic.clone(), queues });
+        round_trip(&TopicUpdate { topic: topic.clone(), queues });
+        round_trip(&TopicDelete { topic: topic.clone() });
+        round_trip(&TopicDescribe { topic: topic.clone() });
+        round_trip(&TopicList {});
+        let info = TopicInfo { topic: topic.clone(), queues, created_ms: created };
+        round_trip(&TopicListing { topics: vec![info.clone()] });
+        round_trip(&TopicDescription { info, queues: vec![QueueOffsets { queue_id: 1, min_offset: 2, max_offset: 3 }] });
+        round_trip(&TopicDeleted { topic });
+    }
+
+    #[test]
+    fn msg_bodies(topic in text(), queue_id in any::<u32>(), msgs in proptest::collection::vec(send_message(), 0..4),
+                  stored in proptest::collection::vec(stored_message(), 0..3), offset in any::<u64>(),
+                  id in any::<u128>(), key in text(), begin in proptest::option::of(any::<u64>())) {
+        round_trip(&SendRequest { topic: topic.clone(), queue_id, messages: msgs });
+        round_trip(&SendResponse { queue_id, first_offset: offset, msg_ids: vec![MessageId(id)] });
+        round_trip(&PullRequest { topic: topic.clone(), queue_id, offset, max_msgs: 3, max_bytes: 9, wait_ms: 1 });
+        round_trip(&PullResponse { messages: stored.clone(), next_offset: offset, min_offset: 0, max_offset: offset });
+        round_trip(&QueryIdRequest { topic: topic.clone(), msg_id: MessageId(id) });
+        round_trip(&QueryKeyRequest { topic: topic.clone(), key, begin_ms: begin, end_ms: None, max_msgs: 5 });
+        round_trip(&QueryResponse { messages: stored });
+        round_trip(&QueueOffsetsRequest { topic });
+        round_trip(&QueueOffsetsResponse { queues: vec![QueueOffsets { queue_id, min_offset: 0, max_offset: offset }] });
+    }
+
+    #[test]
+    fn route_and_admin_bodies(topic in text(), addr in text(), queues in any::<u32>(), n in any::<u64>()) {
+        round_trip(&RouteGet { topic: topic.clone() });
+        round_trip(&TopicRoute {
+            topic,
+            brokers: vec![BrokerAddr { broker_name: "b".into(), addr }],
+            queues: vec![QueueRoute { broker_name: "b".into(), queues, writable: true }],
+        });
+        round_trip(&StatsRequest {});
+        round_trip(&BrokerStats { flush_mode: "sync".into(), msgs_appended: n, appends: n, fsyncs: n,
+            bytes_written: n, log_start: 0, log_end: n, dispatched_upto: n });
+    }
+
+    #[test]
+    fn body_decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+        let _ = decode_body::<SendRequest>(&bytes);
+        let _ = decode_body::<PullResponse>(&bytes);
+        let _ = decode_body::<TopicRoute>(&bytes);
+    }
+}
+
+#[test]
+fn codes_are_unique_and_named() {
+    let mut seen = std::collections::HashSet::new();
+    for code in RequestCode::ALL {
+        assert!(seen.insert(*code as u16), "duplicate request code {code:?}");
+        assert_eq!(RequestCode::from_u16(*code as u16), Some(*code));
+        assert!(code.name().contains('.'));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for code in ErrorCode::ALL {
+        assert!(seen.insert(*code as u16), "duplicate error code {code:?}");
+        assert_eq!(ErrorCode::from_u16(*code as u16), Some(*code));
+    }
+    assert_eq!(RequestCode::from_u16(65535), None);
+}
+
+#[test]
+fn huge_declared_counts_fail_without_allocating() {
+    // A varint count of u32::MAX messages followed by nothing: must error, not allocate.
+    let mut bytes = encode_body(&"t".to_string());
+    bytes.push(0);
+    bytes.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+    assert!(decode_body::<SendRequest>(&bytes).is_err());
+}

@@ -1,0 +1,78 @@
+//! `topic.*` bodies.
+
+use serde::{Deserialize, Serialize};
+
+/// Default number of queues of a new topic.
+pub const QUEUES_DEFAULT: u32 = 8;
+/// Most queues a topic may have on one broker.
+pub const QUEUES_MAX: u32 = 1024;
+
+/// `topic.create`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicCreate {
+    /// Topic name.
+    pub topic: String,
+    /// Number of queues.
+    pub queues: u32,
+}
+
+/// `topic.update`: change the queue count (only upwards).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicUpdate {
+    /// Topic name.
+    pub topic: String,
+    /// New number of queues.
+    pub queues: u32,
+}
+
+/// `topic.delete`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicDelete {
+    /// Topic name.
+    pub topic: String,
+}
+
+/// `topic.list` (empty request).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicList {}
+
+/// `topic.describe` request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicDescribe {
+    /// Topic name.
+    pub topic: String,
+}
+
+/// A topic's settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicInfo {
+    /// Topic name.
+    pub topic: String,
+    /// Number of queues.
+    pub queues: u32,
+    /// Creation time (ms since the Unix epoch).
+    pub created_ms: u64,
+}
+
+/// Response to `topic.create`, `topic.update`, `topic.describe`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicDescription {
+    /// Settings.
+    pub info: TopicInfo,
+    /// Offsets of every queue.
+    pub queues: Vec<super::msg::QueueOffsets>,
+}
+
+/// Response to `topic.list`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicListing {
+    /// Every topic, by name.
+    pub topics: Vec<TopicInfo>,
+}
+
+/// Response to `topic.delete`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicDeleted {
+    /// Topic name.
+    pub topic: String,
+}

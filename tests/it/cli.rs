@@ -1,0 +1,130 @@
+//! The `quiver` command: round trip, JSON output, and clear errors.
+
+use std::process::Command;
+
+use quiver_tests::harness::{Server, Spec, bin, serial};
+
+fn quiver(server: &Server, args: &[&str]) -> std::process::Output {
+    let tls = server.tls_dir();
+    Command::new(bin("quiver"))
+        .arg("--ca")
+        .arg(tls.join("ca.pem"))
+        .arg("--cert")
+        .arg(tls.join("admin.pem"))
+        .arg("--key")
+        .arg(tls.join("admin.key"))
+        .args(["--namesrv", &server.addr])
+        .args(args)
+        .output()
+        .expect("quiver runs")
+}
+
+#[test]
+fn cli_creates_sends_pulls_and_queries() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&Spec::standalone(&[]), &dir.path().join("data")).unwrap();
+    let out = quiver(&server, &["topic", "create", "cli", "--queues", "2"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = quiver(
+        &server,
+        &[
+            "send",
+            "--topic",
+            "cli",
+            "--body",
+            "hello quiver",
+            "--key",
+            "k1",
+            "--tag",
+            "greet",
+            "--output",
+            "json",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sent: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let queue = sent["queue_id"].as_u64().unwrap().to_string();
+    let out = quiver(
+        &server,
+        &[
+            "pull", "--topic", "cli", "--queue", &queue, "--offset", "0", "--output", "json",
+        ],
+    );
+    assert!(out.status.success());
+    let first: serde_json::Value =
+        serde_json::from_slice(out.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
+    assert_eq!(first["body"], "hello quiver");
+    assert_eq!(first["msg_id"], sent["msg_id"]);
+    let out = quiver(
+        &server,
+        &["query", "--topic", "cli", "--key", "k1", "--output", "json"],
+    );
+    let found: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(found["tag"], "greet");
+    let out = quiver(
+        &server,
+        &[
+            "query",
+            "--topic",
+            "cli",
+            "--id",
+            sent["msg_id"].as_str().unwrap(),
+            "--output",
+            "json",
+        ],
+    );
+    let found: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(found["keys"][0], "k1");
+    // Errors: one line, non-zero exit, says how to fix.
+    let out = quiver(&server, &["send", "--topic", "nope", "--body", "x"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("topic nope not found") && err.contains("quiver topic create nope"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+#[test]
+fn cli_says_where_it_looked_when_no_broker_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    // A CA that exists, and an address where nothing listens (a UDP port we hold).
+    quiver_net::tls::init_dir(dir.path(), &quiver_net::tls::CertPlan::default()).unwrap();
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap().to_string();
+    let out = Command::new(bin("quiver"))
+        .arg("--ca")
+        .arg(dir.path().join("ca.pem"))
+        .args(["--namesrv", &addr, "topic", "list"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&addr) && err.contains("quiver standalone"),
+        "{err}"
+    );
+    // No CA anywhere: the error lists the paths tried.
+    let out = Command::new(bin("quiver"))
+        .current_dir(dir.path().join(".."))
+        .env_remove("QUIVER_CA")
+        .args(["--ca", "/nonexistent/ca.pem", "topic", "list"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("/nonexistent/ca.pem") && err.contains("QUIVER_CA"),
+        "{err}"
+    );
+}
