@@ -4,8 +4,10 @@ mod admin;
 mod bad_input;
 mod cli;
 mod crash;
+mod query;
 mod recovery;
 mod send_modes;
+mod tidy;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -20,11 +20,21 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
+/// Held by a test while it runs its processes.
+///
+/// Each test has its own runtime on its own thread, so holding this across `.await` blocks
+/// only other tests' threads, which is the point.
+pub struct SerialGuard {
+    _guard: MutexGuard<'static, ()>,
+}
+
 /// Runs end-to-end tests one at a time (2-core CI machines; at most one cluster at once).
-pub fn serial() -> MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+pub fn serial() -> SerialGuard {
+    SerialGuard {
+        _guard: SERIAL
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()),
+    }
 }
 
 /// Where the `quiver` binaries are: `QUIVER_BIN_DIR`, else the target dir of this test.
@@ -135,10 +145,10 @@ impl Server {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 let _ = writeln!(log_file, "{line}");
-                if let Some(addr) = listening_addr(&line, pid) {
-                    if let Some(tx) = ready.take() {
-                        let _ = tx.send(addr);
-                    }
+                if let Some(addr) = listening_addr(&line, pid)
+                    && let Some(tx) = ready.take()
+                {
+                    let _ = tx.send(addr);
                 }
             }
         });

@@ -1,0 +1,63 @@
+//! Repository hygiene checks that run with the tests.
+
+use std::path::Path;
+
+fn workspace_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+}
+
+#[test]
+fn no_second_crypto_stack_or_dead_crates_in_the_lock_file() {
+    let lock = std::fs::read_to_string(workspace_root().join("Cargo.lock")).expect("Cargo.lock");
+    for banned in [
+        "aws-lc-rs",
+        "aws-lc-sys",
+        "openssl-sys",
+        "bincode",
+        "rustls-pemfile",
+    ] {
+        assert!(
+            !lock.contains(&format!("name = \"{banned}\"")),
+            "{banned} is in Cargo.lock: keep rustls on ring (STACK.md)"
+        );
+    }
+}
+
+#[test]
+fn only_net_names_quinn_and_only_the_store_names_redb() {
+    let root = workspace_root();
+    for (crate_dir, word, allowed) in [
+        ("broker/src", "quinn", &[][..]),
+        ("client/src", "quinn", &[][..]),
+        ("cli/src", "quinn", &[][..]),
+        ("broker/src", "redb::", &["broker/src/store"][..]),
+    ] {
+        for file in rust_files(&root.join(crate_dir)) {
+            let rel = file
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .to_string();
+            if allowed.iter().any(|prefix| rel.starts_with(prefix)) {
+                continue;
+            }
+            let text = std::fs::read_to_string(&file).unwrap();
+            assert!(!text.contains(word), "{rel} names {word}");
+        }
+    }
+}
+
+fn rust_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+    out
+}
