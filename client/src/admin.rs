@@ -28,18 +28,12 @@ impl Admin {
         topic: &str,
         queues: u32,
     ) -> Result<TopicDescription, ClientError> {
-        let out = self
-            .client
-            .call_namesrv(
-                RequestCode::TopicCreate,
-                &TopicCreate {
-                    topic: topic.into(),
-                    queues,
-                },
-            )
-            .await;
-        self.client.forget_route(topic);
-        out
+        let request = TopicCreate {
+            topic: topic.into(),
+            queues,
+        };
+        self.change_topic(topic, RequestCode::TopicCreate, &request)
+            .await
     }
 
     /// Raises a topic's queue count.
@@ -48,31 +42,35 @@ impl Admin {
         topic: &str,
         queues: u32,
     ) -> Result<TopicDescription, ClientError> {
-        let out = self
-            .client
-            .call_namesrv(
-                RequestCode::TopicUpdate,
-                &TopicUpdate {
-                    topic: topic.into(),
-                    queues,
-                },
-            )
-            .await;
-        self.client.forget_route(topic);
-        out
+        let request = TopicUpdate {
+            topic: topic.into(),
+            queues,
+        };
+        self.change_topic(topic, RequestCode::TopicUpdate, &request)
+            .await
     }
 
     /// Deletes a topic.
     pub async fn delete_topic(&self, topic: &str) -> Result<TopicDeleted, ClientError> {
-        let out = self
-            .client
-            .call_namesrv(
-                RequestCode::TopicDelete,
-                &TopicDelete {
-                    topic: topic.into(),
-                },
-            )
-            .await;
+        let request = TopicDelete {
+            topic: topic.into(),
+        };
+        self.change_topic(topic, RequestCode::TopicDelete, &request)
+            .await
+    }
+
+    /// A topic admin call; the cached route is dropped whatever the outcome.
+    async fn change_topic<Req, Resp>(
+        &self,
+        topic: &str,
+        code: RequestCode,
+        request: &Req,
+    ) -> Result<Resp, ClientError>
+    where
+        Req: serde::Serialize,
+        Resp: for<'a> serde::Deserialize<'a>,
+    {
+        let out = self.client.call_namesrv(code, request).await;
         self.client.forget_route(topic);
         out
     }

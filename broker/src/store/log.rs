@@ -78,20 +78,13 @@ impl Log {
         Ok(Bytes::from(buf))
     }
 
-    /// Reads and checks the record at `pos` whose length is `size`.
-    pub fn read_record(&self, pos: u64, size: u32) -> Result<Record, StoreError> {
-        let bytes = self.read(pos, size as usize)?;
-        let (record, len) = record::decode(&bytes).map_err(|err| StoreError::Corrupt {
-            pos,
-            reason: err.to_string(),
-        })?;
-        if len != size as usize {
-            return Err(StoreError::Corrupt {
-                pos,
-                reason: format!("record is {len} bytes, index says {size}"),
-            });
-        }
-        Ok(record)
+    /// The end of the segment holding `pos`: the next segment's base, or `u64::MAX` for the
+    /// last one. A record never spans segments.
+    pub fn segment_end(&self, pos: u64) -> u64 {
+        self.read_lock()
+            .range(pos + 1..)
+            .next()
+            .map_or(u64::MAX, |(base, _)| *base)
     }
 
     fn read_lock(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<u64, Arc<dyn LogFile>>> {

@@ -52,22 +52,21 @@ impl Store {
         let txn = shared.index.begin_read()?;
         let consume = txn.open_table(CONSUME)?;
         let end = spec.offset.saturating_add(u64::from(spec.max_msgs.max(1)));
-        let mut messages = Vec::new();
+        let mut entries = Vec::new();
         let mut bytes = 0usize;
-        let mut next_offset = spec.offset;
         for row in
             consume.range((meta.id, spec.queue_id, spec.offset)..(meta.id, spec.queue_id, end))?
         {
             let (key, value) = row?;
             let entry = ConsumeEntry::from_bytes(&value.value());
-            if !messages.is_empty() && bytes + entry.size as usize > spec.max_bytes as usize {
+            if !entries.is_empty() && bytes + entry.size as usize > spec.max_bytes as usize {
                 break;
             }
-            let message = load(shared, topic, key.value().2, &entry)?;
             bytes += entry.size as usize;
-            next_offset = message.offset + 1;
-            messages.push(message);
+            entries.push((key.value().2, entry));
         }
+        let next_offset = entries.last().map_or(spec.offset, |(offset, _)| offset + 1);
+        let messages = load_many(shared, topic, &entries)?;
         Ok(PullResponse {
             messages,
             next_offset,
@@ -175,6 +174,9 @@ impl Store {
     }
 }
 
+/// Most bytes read from the log in one call while loading adjacent records.
+const READ_RUN_BYTES_MAX: u64 = 8 << 20;
+
 /// Reads one message from the log and checks it against its index entry.
 fn load(
     shared: &Shared,
@@ -182,18 +184,60 @@ fn load(
     offset: u64,
     entry: &ConsumeEntry,
 ) -> Result<StoredMessage, StoreError> {
-    let record = shared.log.read_record(entry.pos, entry.size)?;
-    if record.msg_id != entry.msg_id || record.offset != offset {
-        return Err(StoreError::Corrupt {
-            pos: entry.pos,
-            reason: "record does not match its index entry".into(),
-        });
+    let mut one = load_many(shared, topic, &[(offset, *entry)])?;
+    Ok(one.pop().expect("one entry, one message"))
+}
+
+/// Reads messages in index order, with one log read per run of adjacent records (a pull of
+/// a batch-written queue is mostly one read).
+fn load_many(
+    shared: &Shared,
+    topic: &str,
+    entries: &[(u64, ConsumeEntry)],
+) -> Result<Vec<StoredMessage>, StoreError> {
+    let mut out = Vec::with_capacity(entries.len());
+    let mut idx = 0;
+    while idx < entries.len() {
+        let start = entries[idx].1.pos;
+        let segment_end = shared.log.segment_end(start);
+        let mut end = start + u64::from(entries[idx].1.size);
+        let mut last = idx + 1;
+        while let Some((_, next)) = entries.get(last) {
+            let next_end = end + u64::from(next.size);
+            if next.pos != end || next_end > segment_end || next_end - start > READ_RUN_BYTES_MAX {
+                break;
+            }
+            end = next_end;
+            last += 1;
+        }
+        let bytes = shared.log.read(start, (end - start) as usize)?;
+        for (offset, entry) in &entries[idx..last] {
+            let at = (entry.pos - start) as usize;
+            let record = bytes.slice(at..at + entry.size as usize);
+            out.push(to_message(topic, *offset, entry, &record)?);
+        }
+        idx = last;
+    }
+    Ok(out)
+}
+
+/// Decodes a record read for `entry` and checks it against the entry and its body CRC.
+fn to_message(
+    topic: &str,
+    offset: u64,
+    entry: &ConsumeEntry,
+    bytes: &bytes::Bytes,
+) -> Result<StoredMessage, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        pos: entry.pos,
+        reason,
+    };
+    let (record, len) = super::record::decode(bytes).map_err(|err| corrupt(err.to_string()))?;
+    if len != entry.size as usize || record.msg_id != entry.msg_id || record.offset != offset {
+        return Err(corrupt("record does not match its index entry".into()));
     }
     if crc32c::crc32c(&record.body) != record.body_crc {
-        return Err(StoreError::Corrupt {
-            pos: entry.pos,
-            reason: "body checksum mismatch".into(),
-        });
+        return Err(corrupt("body checksum mismatch".into()));
     }
     Ok(StoredMessage {
         topic: topic.to_owned(),
