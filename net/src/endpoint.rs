@@ -22,6 +22,10 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
 /// Most connection attempts a server handles at once.
 pub const INCOMING_MAX: usize = 4096;
+/// UDP socket buffer size asked for (the kernel caps it at `net.core.rmem_max`/`wmem_max`).
+/// The Linux default (~208 KiB) drops datagrams of a 1 MiB batch burst on loopback while the
+/// receiver is busy, and every drop costs QUIC a loss-recovery round.
+pub const SOCKET_BUFFER_BYTES: usize = 8 << 20;
 
 fn transport(client: bool) -> TransportConfig {
     let mut transport = TransportConfig::default();
@@ -53,7 +57,14 @@ pub fn server(addr: SocketAddr, tls: &ServerTls) -> Result<quinn::Endpoint, Endp
         .max_incoming(INCOMING_MAX)
         .incoming_buffer_size(1 << 20)
         .incoming_buffer_size_total(64 << 20);
-    quinn::Endpoint::server(config, addr).map_err(|source| EndpointError::Bind { addr, source })
+    let socket = bind_udp(addr)?;
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(config),
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+    .map_err(|source| EndpointError::Bind { addr, source })
 }
 
 /// A client endpoint on an ephemeral local port, with its default client config set.
@@ -63,10 +74,37 @@ pub fn client(tls: &ClientTls) -> Result<quinn::Endpoint, EndpointError> {
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
     config.transport_config(Arc::new(transport(true)));
     let bind: SocketAddr = "0.0.0.0:0".parse().expect("literal address");
-    let mut endpoint = quinn::Endpoint::client(bind)
-        .map_err(|source| EndpointError::Bind { addr: bind, source })?;
+    let socket = bind_udp(bind)?;
+    let mut endpoint = quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        None,
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+    .map_err(|source| EndpointError::Bind { addr: bind, source })?;
     endpoint.set_default_client_config(config);
     Ok(endpoint)
+}
+
+/// A UDP socket with large buffers, bound to `addr`. Buffer sizes are best effort: the kernel
+/// may cap them, which costs speed, not correctness.
+fn bind_udp(addr: SocketAddr) -> Result<std::net::UdpSocket, EndpointError> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let bind_err = |source| EndpointError::Bind { addr, source };
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
+        .map_err(bind_err)?;
+    if addr.is_ipv6() {
+        let _ = socket.set_only_v6(false);
+    }
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES);
+    socket.bind(&addr.into()).map_err(bind_err)?;
+    tracing::debug!(
+        recv_buffer = socket.recv_buffer_size().unwrap_or(0),
+        send_buffer = socket.send_buffer_size().unwrap_or(0),
+        "udp socket bound"
+    );
+    Ok(socket.into())
 }
 
 /// Endpoint set-up errors.

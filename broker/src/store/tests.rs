@@ -304,3 +304,38 @@ fn check_after_crash(
         }
     }
 }
+
+#[tokio::test]
+async fn retention_by_age_removes_segments_whose_messages_are_all_old() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig {
+        segment_bytes: bytesize::ByteSize::kib(4),
+        retention_age: std::time::Duration::from_secs(3600),
+        ..StoreConfig::default()
+    };
+    let (store, _) = Store::open_with(Arc::new(FaultStorage::new()), dir.path(), config).unwrap();
+    store.create_topic("t", 1).unwrap();
+    for batch in 0..30u64 {
+        store
+            .append("t", 0, vec![message("x".repeat(500), batch, 1)])
+            .await
+            .unwrap();
+    }
+    store.catch_up().await;
+    let now = crate::clock::now_ms();
+    assert_eq!(
+        retention::enforce(store.shared(), now).unwrap(),
+        0,
+        "nothing is an hour old yet"
+    );
+    let removed = retention::enforce(store.shared(), now + 2 * 3600 * 1000).unwrap();
+    assert!(removed > 0);
+    let meta = store.topic("t").unwrap();
+    let range = store.queue_range(&meta, 0);
+    assert!(range.min > 0 && range.max == 30, "{range:?}");
+    assert_eq!(
+        store.shared().log.segments().len(),
+        1,
+        "only the active segment is left"
+    );
+}
