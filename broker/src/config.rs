@@ -84,9 +84,14 @@ impl BrokerConfig {
                 .filter(|key| key.as_str().contains("__"))
                 .split("__"),
         );
-        figment
+        let config: BrokerConfig = figment
             .extract()
-            .map_err(|err| format!("invalid configuration: {err}"))
+            .map_err(|err| format!("invalid configuration: {err}"))?;
+        config
+            .store
+            .validate()
+            .map_err(|err| format!("invalid configuration: {err}"))?;
+        Ok(config)
     }
 
     /// The effective configuration as TOML.

@@ -235,7 +235,7 @@ impl RpcClient {
         let request_id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
         let frame = Frame::request(code as u16, request_id, oneway, body);
         let (mut send, mut recv) = conn.open_bi().await.map_err(|e| self.io_err(code, e))?;
-        send.write_all(&frame.to_bytes())
+        send.write_all_chunks(&mut frame.to_parts())
             .await
             .map_err(|e| self.io_err(code, e))?;
         send.finish().map_err(|e| self.io_err(code, e))?;

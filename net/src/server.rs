@@ -137,7 +137,11 @@ async fn serve_stream<S: Service>(
         Ok(Ok(frame)) => service.handle(peer, frame).await,
     };
     if let Some(response) = response {
-        if send.write_all(&response.to_bytes()).await.is_ok() {
+        if send
+            .write_all_chunks(&mut response.to_parts())
+            .await
+            .is_ok()
+        {
             let _ = send.finish();
         }
     } else {

@@ -176,6 +176,13 @@ impl Frame {
         out.put_slice(&self.body);
     }
 
+    /// The frame as a header buffer and the (shared, uncopied) body, for vectored writes.
+    pub fn to_parts(&self) -> [Bytes; 2] {
+        let mut header = BytesMut::with_capacity(HEADER_BYTES);
+        self.header.encode(&mut header);
+        [header.freeze(), self.body.clone()]
+    }
+
     /// The frame as one buffer.
     pub fn to_bytes(&self) -> Bytes {
         let mut out = BytesMut::with_capacity(self.encoded_size());

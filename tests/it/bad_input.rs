@@ -3,11 +3,14 @@
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use quiver_client::{Client, ErrorCode, Message, Producer, PullConsumer};
+use quiver_client::{ErrorCode, Message, Producer};
 use quiver_net::RpcClient;
-use quiver_proto::requests::msg::{PullRequest, QueryIdRequest, QueueOffsets, SendRequest};
+use quiver_proto::requests::msg::{
+    PullRequest, QueryIdRequest, QueueOffsets, QueueOffsetsRequest, QueueOffsetsResponse,
+    SendRequest,
+};
 use quiver_proto::requests::topic::TopicCreate;
-use quiver_proto::{Frame, MessageId, RequestCode, SendMessage, encode_body};
+use quiver_proto::{Frame, MessageId, RequestCode, SendMessage, decode_body, encode_body};
 use quiver_tests::harness::{Spec, serial};
 
 use crate::setup;
@@ -26,40 +29,50 @@ fn msg(size: usize) -> SendMessage {
     SendMessage::new(None, Bytes::from(vec![7u8; size]), 1)
 }
 
-async fn offsets(client: &Client) -> Vec<QueueOffsets> {
-    PullConsumer::new(client.clone())
-        .offsets("good")
+/// The offsets of every queue of `good`, asked on `conn` itself.
+async fn offsets_on(conn: &RpcClient) -> Vec<QueueOffsets> {
+    let body = Bytes::from(encode_body(&QueueOffsetsRequest {
+        topic: "good".into(),
+    }));
+    let answer = conn
+        .call(RequestCode::QueueOffsets, body, TIMEOUT)
         .await
-        .unwrap()
+        .expect("a good request on the same connection succeeds");
+    decode_body::<QueueOffsetsResponse>(&answer).unwrap().queues
 }
 
-/// One request expected to fail with `code`; then a good request on the same connection.
-async fn check(conn: &RpcClient, request: RequestCode, body: Bytes, code: ErrorCode) {
+/// One request expected to fail with `code`; then a good request on the same connection,
+/// which also shows that no queue's offsets moved.
+async fn check(
+    conn: &RpcClient,
+    before: &[QueueOffsets],
+    request: RequestCode,
+    body: Bytes,
+    code: ErrorCode,
+) {
     let err = conn.call(request, body, TIMEOUT).await.unwrap_err();
     assert_eq!(err.code(), Some(code), "{request}: {err}");
-    assert!(!err.to_string().is_empty());
-    let good = send_body(
-        "good",
-        0,
-        vec![SendMessage::new(None, Bytes::from_static(b"ok"), 1)],
+    assert!(
+        err.to_string().len() > 20,
+        "{request}: the message says what to fix: {err}"
     );
-    conn.call(RequestCode::MsgSend, good, TIMEOUT)
-        .await
-        .expect("next good request on the same connection");
+    assert_eq!(
+        offsets_on(conn).await,
+        before,
+        "{request} changed stored data"
+    );
 }
 
-/// A raw frame expected to get an error response with `code`.
-async fn check_raw(conn: &RpcClient, bytes: Bytes, code: ErrorCode) {
+/// A raw frame expected to get an error response with `code`; the same checks follow.
+async fn check_raw(conn: &RpcClient, before: &[QueueOffsets], bytes: Bytes, code: ErrorCode) {
     let answer = conn.call_raw(bytes, TIMEOUT).await.expect("an answer");
     let frame = Frame::decode_exact(&answer).expect("a frame");
     assert_eq!(ErrorCode::from_u16(frame.header.status), Some(code));
-    conn.call(
-        RequestCode::TopicList,
-        Bytes::from(encode_body(&quiver_proto::requests::topic::TopicList {})),
-        TIMEOUT,
-    )
-    .await
-    .expect("connection still usable");
+    assert_eq!(
+        offsets_on(conn).await,
+        before,
+        "a raw frame changed stored data"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -71,10 +84,11 @@ async fn bad_requests_get_stable_codes_and_change_nothing() {
         .await
         .unwrap();
     let conn = s.client.connection(&s.server.addr).unwrap();
-    let before = offsets(&s.client).await;
+    let before = offsets_on(&conn).await;
 
     check(
         &conn,
+        &before,
         RequestCode::MsgSend,
         send_body("bad name", 0, vec![msg(1)]),
         ErrorCode::InvalidName,
@@ -82,6 +96,7 @@ async fn bad_requests_get_stable_codes_and_change_nothing() {
     .await;
     check(
         &conn,
+        &before,
         RequestCode::MsgSend,
         send_body("%RETRY%g", 0, vec![msg(1)]),
         ErrorCode::InvalidName,
@@ -89,6 +104,7 @@ async fn bad_requests_get_stable_codes_and_change_nothing() {
     .await;
     check(
         &conn,
+        &before,
         RequestCode::MsgSend,
         send_body(&"x".repeat(128), 0, vec![msg(1)]),
         ErrorCode::InvalidName,
@@ -96,6 +112,7 @@ async fn bad_requests_get_stable_codes_and_change_nothing() {
     .await;
     check(
         &conn,
+        &before,
         RequestCode::MsgSend,
         send_body("missing", 0, vec![msg(1)]),
         ErrorCode::TopicNotFound,
@@ -103,6 +120,7 @@ async fn bad_requests_get_stable_codes_and_change_nothing() {
     .await;
     check(
         &conn,
+        &before,
         RequestCode::MsgSend,
         send_body("good", 2, vec![msg(1)]),
         ErrorCode::QueueOutOfRange,
@@ -110,6 +128,7 @@ async fn bad_requests_get_stable_codes_and_change_nothing() {
     .await;
     check(
         &conn,
+        &before,
         RequestCode::MsgSend,
         send_body("good", 0, vec![msg((4 << 20) + 1)]),
         ErrorCode::MessageTooLarge,
@@ -117,6 +136,7 @@ async fn bad_requests_get_stable_codes_and_change_nothing() {
     .await;
     check(
         &conn,
+        &before,
         RequestCode::MsgSend,
         send_body("good", 0, (0..5).map(|_| msg(4 << 20)).collect()),
         ErrorCode::BatchTooLarge,
@@ -124,6 +144,7 @@ async fn bad_requests_get_stable_codes_and_change_nothing() {
     .await;
     check(
         &conn,
+        &before,
         RequestCode::MsgSend,
         send_body("good", 0, vec![]),
         ErrorCode::InvalidArgument,
@@ -133,6 +154,7 @@ async fn bad_requests_get_stable_codes_and_change_nothing() {
     corrupt.body_crc ^= 0xff;
     check(
         &conn,
+        &before,
         RequestCode::MsgSend,
         send_body("good", 0, vec![corrupt]),
         ErrorCode::ChecksumMismatch,
@@ -142,6 +164,7 @@ async fn bad_requests_get_stable_codes_and_change_nothing() {
     bad_tag.tag = Some("a|b".into());
     check(
         &conn,
+        &before,
         RequestCode::MsgSend,
         send_body("good", 0, vec![bad_tag]),
         ErrorCode::InvalidArgument,
@@ -159,6 +182,7 @@ async fn bad_requests_get_stable_codes_and_change_nothing() {
     };
     check(
         &conn,
+        &before,
         RequestCode::MsgPull,
         pull(0, 1_000_000),
         ErrorCode::OffsetOutOfRange,
@@ -166,6 +190,7 @@ async fn bad_requests_get_stable_codes_and_change_nothing() {
     .await;
     check(
         &conn,
+        &before,
         RequestCode::MsgPull,
         pull(9, 0),
         ErrorCode::QueueOutOfRange,
@@ -177,6 +202,7 @@ async fn bad_requests_get_stable_codes_and_change_nothing() {
     }));
     check(
         &conn,
+        &before,
         RequestCode::MsgQueryId,
         query,
         ErrorCode::MessageNotFound,
@@ -184,6 +210,7 @@ async fn bad_requests_get_stable_codes_and_change_nothing() {
     .await;
     check(
         &conn,
+        &before,
         RequestCode::MsgSend,
         Bytes::from_static(&[0xff, 0xff, 0xff]),
         ErrorCode::BadFrame,
@@ -191,6 +218,7 @@ async fn bad_requests_get_stable_codes_and_change_nothing() {
     .await;
     check(
         &conn,
+        &before,
         RequestCode::TopicCreate,
         Bytes::from(encode_body(&TopicCreate {
             topic: "good".into(),
@@ -201,6 +229,7 @@ async fn bad_requests_get_stable_codes_and_change_nothing() {
     .await;
     check(
         &conn,
+        &before,
         RequestCode::TopicCreate,
         Bytes::from(encode_body(&TopicCreate {
             topic: "zero".into(),
@@ -214,6 +243,7 @@ async fn bad_requests_get_stable_codes_and_change_nothing() {
     // a body shorter than declared.
     check_raw(
         &conn,
+        &before,
         Bytes::from_static(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
         ErrorCode::BadFrame,
     )
@@ -230,29 +260,52 @@ async fn bad_requests_get_stable_codes_and_change_nothing() {
         out.put_slice(body);
         out.freeze()
     };
-    check_raw(&conn, frame(9, 103, 0, &[]), ErrorCode::UnsupportedVersion).await;
-    check_raw(&conn, frame(1, 4242, 0, &[]), ErrorCode::UnknownRequest).await;
     check_raw(
         &conn,
+        &before,
+        frame(9, 103, 0, &[]),
+        ErrorCode::UnsupportedVersion,
+    )
+    .await;
+    check_raw(
+        &conn,
+        &before,
+        frame(1, 4242, 0, &[]),
+        ErrorCode::UnknownRequest,
+    )
+    .await;
+    check_raw(
+        &conn,
+        &before,
         frame(1, 200, u32::MAX, &[]),
         ErrorCode::FrameTooLarge,
     )
     .await;
     check_raw(
         &conn,
+        &before,
         frame(1, 200, 60 << 20, &[]),
         ErrorCode::FrameTooLarge,
     )
     .await;
-    check_raw(&conn, frame(1, 200, 100, b"short"), ErrorCode::BadFrame).await;
+    check_raw(
+        &conn,
+        &before,
+        frame(1, 200, 100, b"short"),
+        ErrorCode::BadFrame,
+    )
+    .await;
 
-    // Only the good sends of `check` were stored: 1 per case, all in queue 0.
-    let after = offsets(&s.client).await;
-    assert_eq!(after[1], before[1], "queue 1 unchanged");
-    assert_eq!(after[0].min_offset, before[0].min_offset);
-    assert_eq!(
-        after[0].max_offset,
-        before[0].max_offset + 16,
-        "only the 16 good sends were stored"
+    // The connection still takes writes after all of that.
+    let good = send_body(
+        "good",
+        1,
+        vec![SendMessage::new(None, Bytes::from_static(b"ok"), 1)],
     );
+    conn.call(RequestCode::MsgSend, good, TIMEOUT)
+        .await
+        .expect("a good send on the same connection");
+    let after = offsets_on(&conn).await;
+    assert_eq!(after[0], before[0]);
+    assert_eq!(after[1].max_offset, before[1].max_offset + 1);
 }

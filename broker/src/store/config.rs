@@ -72,3 +72,41 @@ impl Default for StoreConfig {
         }
     }
 }
+
+/// Smallest segment size accepted (tests use tiny segments; production wants ~1 GiB).
+pub const SEGMENT_BYTES_MIN: u64 = 4 << 10;
+
+impl StoreConfig {
+    /// Checks the settings against each other and the wire limits; the error names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        let message = self.message_bytes_max.as_u64();
+        let batch = self.batch_bytes_max.as_u64();
+        let frame = quiver_proto::frame::FRAME_BODY_BYTES_MAX as u64;
+        if message == 0 || message > 64 << 20 {
+            return Err(format!(
+                "store.message_bytes_max = {message} bytes: use 1 byte to 64 MiB"
+            ));
+        }
+        if batch < message || batch + message + (1 << 20) > frame {
+            return Err(format!(
+                "store.batch_bytes_max = {batch} bytes: use at least message_bytes_max ({message}) and at most {} bytes",
+                frame - message - (1 << 20)
+            ));
+        }
+        if self.segment_bytes.as_u64() < SEGMENT_BYTES_MIN {
+            return Err(format!(
+                "store.segment_bytes must be at least {SEGMENT_BYTES_MIN} bytes"
+            ));
+        }
+        for (key, value) in [
+            ("flush_interval", self.flush_interval),
+            ("retention_check", self.retention_check),
+            ("index_durable_interval", self.index_durable_interval),
+        ] {
+            if value.is_zero() {
+                return Err(format!("store.{key} must be greater than zero"));
+            }
+        }
+        Ok(())
+    }
+}

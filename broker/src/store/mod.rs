@@ -145,6 +145,9 @@ impl Store {
         db_dir: &Path,
         config: StoreConfig,
     ) -> Result<(Store, OpenReport), StoreError> {
+        config
+            .validate()
+            .map_err(|reason| StoreError::invalid(ErrorCode::InvalidArgument, reason))?;
         std::fs::create_dir_all(db_dir)?;
         let log = log::Log::open(storage)?;
         let meta = meta::Meta::open(&db_dir.join("meta.redb"))?;

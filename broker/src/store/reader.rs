@@ -1,6 +1,6 @@
 //! Reads: pulls by queue offset and lookups by id and key, through the index to the log.
 
-use quiver_proto::requests::msg::{PullResponse, QUERY_MSGS_MAX};
+use quiver_proto::requests::msg::{PullResponse, QUERY_BYTES_MAX, QUERY_MSGS_MAX};
 use quiver_proto::{ErrorCode, MessageId, StoredMessage};
 use redb::{ReadableDatabase, ReadableMultimapTable};
 
@@ -87,18 +87,18 @@ impl Store {
         let ids = txn.open_multimap_table(IDS)?;
         let consume = txn.open_table(CONSUME)?;
         let mut found = Vec::new();
+        let mut budget = QueryBudget::new(QUERY_MSGS_MAX as usize);
         for row in ids.get(msg_id.0)? {
             let (topic_id, queue_id, offset) = row?.value();
             if topic_id != meta.id {
                 continue;
             }
             if let Some(value) = consume.get((topic_id, queue_id, offset))? {
-                found.push(load(
-                    shared,
-                    topic,
-                    offset,
-                    &ConsumeEntry::from_bytes(&value.value()),
-                )?);
+                let entry = ConsumeEntry::from_bytes(&value.value());
+                if !budget.admit(&entry) {
+                    break;
+                }
+                found.push(load(shared, topic, offset, &entry)?);
             }
         }
         if found.is_empty() {
@@ -139,21 +139,18 @@ impl Store {
         let limit = max_msgs.clamp(1, QUERY_MSGS_MAX) as usize;
         let (begin, end) = (begin_ms.unwrap_or(0), end_ms.unwrap_or(u64::MAX));
         let mut found = Vec::new();
+        let mut budget = QueryBudget::new(limit);
         for row in keys.get((meta.id, key))? {
             let (stored_ms, queue_id, offset) = row?.value();
             if stored_ms < begin || stored_ms >= end {
                 continue;
             }
             if let Some(value) = consume.get((meta.id, queue_id, offset))? {
-                found.push(load(
-                    shared,
-                    topic,
-                    offset,
-                    &ConsumeEntry::from_bytes(&value.value()),
-                )?);
-                if found.len() >= limit {
+                let entry = ConsumeEntry::from_bytes(&value.value());
+                if !budget.admit(&entry) {
                     break;
                 }
+                found.push(load(shared, topic, offset, &entry)?);
             }
         }
         if found.is_empty() {
@@ -171,6 +168,32 @@ impl Store {
             ));
         }
         Ok(found)
+    }
+}
+
+/// Bounds a query's answer by message count and bytes (it must fit one frame); the first
+/// message is always admitted.
+struct QueryBudget {
+    msgs_left: usize,
+    bytes: usize,
+}
+
+impl QueryBudget {
+    fn new(msgs_max: usize) -> Self {
+        QueryBudget {
+            msgs_left: msgs_max,
+            bytes: 0,
+        }
+    }
+
+    fn admit(&mut self, entry: &ConsumeEntry) -> bool {
+        let first = self.bytes == 0;
+        if self.msgs_left == 0 || (!first && self.bytes + entry.size as usize > QUERY_BYTES_MAX) {
+            return false;
+        }
+        self.msgs_left -= 1;
+        self.bytes += entry.size as usize;
+        true
     }
 }
 

@@ -16,6 +16,8 @@ pub const PULL_BYTES_MAX: u32 = 32 << 20;
 pub const PULL_WAIT_MS_MAX: u32 = 60_000;
 /// Most messages one query returns.
 pub const QUERY_MSGS_MAX: u32 = 1_000;
+/// Most body bytes one query returns (at least one message is returned).
+pub const QUERY_BYTES_MAX: usize = 32 << 20;
 
 /// `msg.send`: one message or a batch, all to one queue.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,4 +125,49 @@ pub struct QueueOffsets {
 pub struct QueueOffsetsResponse {
     /// Every queue of the topic.
     pub queues: Vec<QueueOffsets>,
+}
+
+/// Decodes a `msg.send` body without copying message bodies: each body is a slice of
+/// `frame_body` (a send batch is the largest thing on the wire; this saves a copy of it).
+pub fn decode_send_request(frame_body: &bytes::Bytes) -> Result<SendRequest, crate::WireError> {
+    let borrowed: SendRequestRef<'_> = crate::decode_body(frame_body)?;
+    Ok(SendRequest {
+        topic: borrowed.topic,
+        queue_id: borrowed.queue_id,
+        messages: borrowed
+            .messages
+            .into_iter()
+            .map(|msg| SendMessage {
+                msg_id: msg.msg_id,
+                tag: msg.tag,
+                keys: msg.keys,
+                properties: msg.properties,
+                body: frame_body.slice_ref(msg.body),
+                born_ms: msg.born_ms,
+                body_crc: msg.body_crc,
+            })
+            .collect(),
+    })
+}
+
+/// [`SendRequest`] with borrowed bodies; field order mirrors it exactly (postcard is
+/// positional).
+#[derive(Deserialize)]
+struct SendRequestRef<'a> {
+    topic: String,
+    queue_id: u32,
+    #[serde(borrow)]
+    messages: Vec<SendMessageRef<'a>>,
+}
+
+/// [`SendMessage`] with a borrowed body, in the same field order.
+#[derive(Deserialize)]
+struct SendMessageRef<'a> {
+    msg_id: Option<MessageId>,
+    tag: Option<String>,
+    keys: Vec<String>,
+    properties: Vec<(String, String)>,
+    body: &'a [u8],
+    born_ms: u64,
+    body_crc: u32,
 }

@@ -68,7 +68,13 @@ proptest! {
     fn msg_bodies(topic in text(), queue_id in any::<u32>(), msgs in proptest::collection::vec(send_message(), 0..4),
                   stored in proptest::collection::vec(stored_message(), 0..3), offset in any::<u64>(),
                   id in any::<u128>(), key in text(), begin in proptest::option::of(any::<u64>())) {
-        round_trip(&SendRequest { topic: topic.clone(), queue_id, messages: msgs });
+        let send = SendRequest { topic: topic.clone(), queue_id, messages: msgs };
+        round_trip(&send);
+        let bytes = bytes::Bytes::from(encode_body(&send));
+        prop_assert_eq!(decode_send_request(&bytes).unwrap(), send.clone());
+        for cut in 0..bytes.len() {
+            prop_assert!(decode_send_request(&bytes.slice(..cut)).is_err());
+        }
         round_trip(&SendResponse { queue_id, first_offset: offset, msg_ids: vec![MessageId(id)] });
         round_trip(&PullRequest { topic: topic.clone(), queue_id, offset, max_msgs: 3, max_bytes: 9, wait_ms: 1 });
         round_trip(&PullResponse { messages: stored.clone(), next_offset: offset, min_offset: 0, max_offset: offset });
@@ -95,6 +101,7 @@ proptest! {
     #[test]
     fn body_decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
         let _ = decode_body::<SendRequest>(&bytes);
+        let _ = decode_send_request(&bytes::Bytes::from(bytes.clone()));
         let _ = decode_body::<PullResponse>(&bytes);
         let _ = decode_body::<TopicRoute>(&bytes);
     }

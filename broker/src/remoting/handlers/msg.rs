@@ -7,7 +7,7 @@ use quiver_proto::decode_body;
 use quiver_proto::requests::msg::{
     PULL_BYTES_MAX, PULL_MSGS_MAX, PULL_WAIT_MS_MAX, PullRequest, PullResponse, QueryIdRequest,
     QueryKeyRequest, QueryResponse, QueueOffsets, QueueOffsetsRequest, QueueOffsetsResponse,
-    SendRequest,
+    decode_send_request,
 };
 use tracing::info;
 
@@ -17,7 +17,7 @@ use crate::store::reader::PullSpec;
 use crate::store::{StoreError, TopicMeta, check_queue};
 
 pub(crate) async fn send(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure> {
-    let request: SendRequest = decode_body(body)?;
+    let request = decode_send_request(body)?;
     let name = topic_name(&request.topic)?;
     if broker.config.auto_create_topics && broker.store.topic(name.as_str()).is_err() {
         auto_create(broker, name.as_str()).await?;
