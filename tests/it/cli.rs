@@ -116,7 +116,7 @@ fn cli_says_where_it_looked_when_no_broker_runs() {
     );
     // No CA anywhere: the error lists the paths tried.
     let out = Command::new(bin("quiver"))
-        .current_dir(dir.path().join(".."))
+        .current_dir(dir.path())
         .env_remove("QUIVER_CA")
         .args(["--ca", "/nonexistent/ca.pem", "topic", "list"])
         .output()

@@ -353,11 +353,15 @@ async fn async_mode_power_loss_loses_only_a_suffix() {
         segment_bytes: bytesize::ByteSize::kib(16),
         ..StoreConfig::default()
     };
-    let (store, _) = Store::open_with(Arc::new(storage.clone()), dir.path(), config.clone()).unwrap();
+    let (store, _) =
+        Store::open_with(Arc::new(storage.clone()), dir.path(), config.clone()).unwrap();
     store.create_topic("t", 1).unwrap();
     let mut acked = Vec::new();
     for batch in 0..400u64 {
-        let response = store.append("t", 0, vec![message(format!("m{batch}"), batch, 1)]).await.unwrap();
+        let response = store
+            .append("t", 0, vec![message(format!("m{batch}"), batch, 1)])
+            .await
+            .unwrap();
         acked.push(response.msg_ids[0]);
         if batch % 100 == 99 {
             // Let the periodic sync run at least once in a while.
@@ -372,15 +376,27 @@ async fn async_mode_power_loss_loses_only_a_suffix() {
     assert!(survivors.len() <= acked.len());
     for (offset, msg) in survivors.iter().enumerate() {
         assert_eq!(msg.offset, offset as u64, "no holes");
-        assert_eq!(msg.msg_id, acked[offset], "survivors are a prefix of the acknowledged sends");
+        assert_eq!(
+            msg.msg_id, acked[offset],
+            "survivors are a prefix of the acknowledged sends"
+        );
     }
-    println!("async power loss kept {} of {} acknowledged sends", survivors.len(), acked.len());
+    println!(
+        "async power loss kept {} of {} acknowledged sends",
+        survivors.len(),
+        acked.len()
+    );
     drop(recovered);
 
     store.shutdown().await;
     drop(store);
     let copy = tempfile::tempdir().unwrap();
     std::fs::copy(dir.path().join("meta.redb"), copy.path().join("meta.redb")).unwrap();
-    let (after_shutdown, _) = Store::open_with(Arc::new(storage.crash_image(0)), copy.path(), config).unwrap();
-    assert_eq!(read_all(&after_shutdown, "t")[&0].len(), acked.len(), "shutdown syncs everything");
+    let (after_shutdown, _) =
+        Store::open_with(Arc::new(storage.crash_image(0)), copy.path(), config).unwrap();
+    assert_eq!(
+        read_all(&after_shutdown, "t")[&0].len(),
+        acked.len(),
+        "shutdown syncs everything"
+    );
 }
