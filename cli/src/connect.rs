@@ -4,9 +4,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
-use quiver_client::{Client, ClientError, ClientOptions, DEFAULT_NAMESRV};
+use quiver_client::{Client, ClientError, ClientOptions, DEFAULT_NAMESRV, ErrorCode};
 use quiver_net::NetError;
-use quiver_net::tls::{locate_ca, locate_client_pair};
+use quiver_net::tls::{CLIENT_PAIR_SEARCH, locate_ca, locate_client_pair};
 
 /// Flags every client command takes.
 #[derive(clap::Args, Debug, Clone)]
@@ -89,6 +89,12 @@ impl Context {
             ClientError::Net(NetError::Timeout { addr, .. }) => anyhow!(
                 "no answer from {addr} in time: is a quiver broker running there? (start one with `quiver standalone`; raise --timeout for slow links)"
             ),
+            ClientError::Net(NetError::Server {
+                code: ErrorCode::PermissionDenied,
+                ..
+            }) if self.client.options().identity.is_none() => {
+                anyhow!("{err}; no client certificate was found (tried {CLIENT_PAIR_SEARCH})")
+            }
             _ => err,
         }
     }

@@ -84,6 +84,22 @@ fn cli_creates_sends_pulls_and_queries() {
     );
     let found: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(found["keys"][0], "k1");
+    // Without a client certificate, an admin request says where the CLI looked for one.
+    let out = Command::new(bin("quiver"))
+        .current_dir(dir.path())
+        .env_remove("QUIVER_CERT")
+        .env_remove("QUIVER_KEY")
+        .arg("--ca")
+        .arg(server.tls_dir().join("ca.pem"))
+        .args(["--namesrv", &server.addr, "topic", "create", "denied"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("permission_denied") && err.contains("QUIVER_CERT"),
+        "{err}"
+    );
     // Errors: one line, non-zero exit, says how to fix.
     let out = quiver(&server, &["send", "--topic", "nope", "--body", "x"]);
     assert!(!out.status.success());

@@ -209,7 +209,8 @@ async fn retention_removes_oldest_segments_and_raises_min_offset() {
 ///
 /// Mutation check (run once by hand, 2026-11-25): with the `sync()` call in
 /// `Writer::commit_group` disabled (so acks go out after `write()` only), this test fails at
-/// the first crash point ("acked batch ... missing after crash").
+/// the first crash point that follows an acknowledged write ("acked batch ... missing after
+/// crash").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f0_crash_at_every_write_and_sync() {
     let mut crash_point = 0u64;
