@@ -24,6 +24,7 @@ pub struct ServerArgs {
     /// Broker name.
     #[arg(long)]
     pub broker_name: Option<String>,
+
     /// Directory with ca.pem and this node's pair (made by `quiver certs init`).
     #[arg(long)]
     pub tls_dir: Option<PathBuf>,
@@ -95,5 +96,34 @@ impl ServerArgs {
             config.broker.auto_create_topics = true;
         }
         Ok(config)
+    }
+}
+
+/// Cluster flags of `quiver-broker` (the standalone is its own name server and has none).
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct ClusterArgs {
+    /// Cluster name.
+    #[arg(long)]
+    pub cluster: Option<String>,
+    /// Name servers to register with, `host:port[,host:port]`.
+    #[arg(long, env = "QUIVER_NAMESRV", value_delimiter = ',')]
+    pub namesrv: Vec<String>,
+    /// Heartbeat interval to the name servers (e.g. 10s, 200ms).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub heartbeat_interval: Option<std::time::Duration>,
+}
+
+impl ClusterArgs {
+    /// Applies the flags over `config`.
+    pub fn apply(&self, config: &mut BrokerConfig) {
+        if let Some(cluster) = &self.cluster {
+            config.broker.cluster = cluster.clone();
+        }
+        if !self.namesrv.is_empty() {
+            config.broker.namesrv = self.namesrv.clone();
+        }
+        if let Some(interval) = self.heartbeat_interval {
+            config.broker.heartbeat_interval = interval;
+        }
     }
 }

@@ -43,6 +43,13 @@ pub struct BrokerSection {
     pub auto_create_topics: bool,
     /// Queue count of auto-created topics.
     pub default_queues: u32,
+    /// Cluster name, reported to the name servers.
+    pub cluster: String,
+    /// Name servers to register with (`host:port`); empty = answer routes locally only.
+    pub namesrv: Vec<String>,
+    /// How often the broker heartbeats to every name server.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: std::time::Duration,
 }
 
 /// `[tls]`.
@@ -64,6 +71,9 @@ impl Default for BrokerSection {
             data_dir: PathBuf::from("quiver-data"),
             auto_create_topics: false,
             default_queues: quiver_proto::requests::topic::QUEUES_DEFAULT,
+            cluster: "DefaultCluster".into(),
+            namesrv: Vec::new(),
+            heartbeat_interval: std::time::Duration::from_secs(10),
         }
     }
 }

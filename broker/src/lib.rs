@@ -6,12 +6,14 @@
 //! - [`store`]: commit log, group-commit writer, dispatcher, indexes, recovery, retention.
 //! - [`remoting`]: request code → handler; admin checks; error mapping.
 //! - [`server`]: binding, the `listening` line and `ports.json`, graceful shutdown.
+//! - [`registration`]: register and heartbeat with the name servers; leave on shutdown.
 //! - [`config`]: the broker's TOML config with `QUIVER_<SECTION>__<KEY>` overrides.
 //! - [`clock`]: the only reader of the wall clock.
 
 pub mod args;
 pub mod clock;
 pub mod config;
+pub mod registration;
 pub mod remoting;
 pub mod server;
 pub mod store;

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use quiver_broker::args::{LogFormat, ServerArgs};
+use quiver_broker::args::{ClusterArgs, LogFormat, ServerArgs};
 use quiver_broker::config::BrokerConfig;
 use quiver_net::tls::ServerTls;
 use tokio_util::sync::CancellationToken;
@@ -18,14 +18,17 @@ use tokio_util::sync::CancellationToken;
 struct Cli {
     #[command(flatten)]
     server: ServerArgs,
+    #[command(flatten)]
+    cluster: ClusterArgs,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match cli.server.resolve(BrokerConfig::default()) {
+    let mut config = match cli.server.resolve(BrokerConfig::default()) {
         Ok(config) => config,
         Err(err) => return fail(&err),
     };
+    cli.cluster.apply(&mut config);
     if cli.server.print_config {
         print!("{}", config.to_toml());
         return ExitCode::SUCCESS;
@@ -42,14 +45,14 @@ fn main() -> ExitCode {
         .clone()
         .unwrap_or_else(|| config.broker.name.clone());
     let tls = ServerTls::in_dir(&tls_dir, &node);
-    quiver_broker::server::init_logging(cli.server.log_format == LogFormat::Json);
+    quiver_net::process::init_logging(cli.server.log_format == LogFormat::Json);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => return fail(&format!("cannot start the runtime: {err}")),
     };
     let result = runtime.block_on(async {
         let shutdown = CancellationToken::new();
-        quiver_broker::server::watch_signals(shutdown.clone());
+        quiver_net::process::watch_signals(shutdown.clone());
         quiver_broker::server::run("broker", config, tls, shutdown).await
     });
     match result {

@@ -1,15 +1,14 @@
 //! Running a broker process: open the store, bind QUIC, announce the bound address (one
 //! stderr line and `<data-dir>/ports.json`), serve until shutdown, then flush.
 
-use std::io::Write;
-use std::path::Path;
 use std::sync::Arc;
 
-use quiver_net::tls::ServerTls;
+use quiver_net::tls::{ClientTls, ServerTls};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::config::BrokerConfig;
+use crate::registration::{Identity, Registrar};
 use crate::remoting::{Broker, RemotingConfig, advertise_addr};
 use crate::store::Store;
 
@@ -44,75 +43,42 @@ pub async fn run(
         .map_err(|err| format!("cannot read the bound address: {err}"))?;
     let advertise = advertise_addr(bound, config.broker.advertise.as_deref())?;
     let remoting = RemotingConfig {
+        cluster: config.broker.cluster.clone(),
         broker_name: config.broker.name.clone(),
         advertise,
         auto_create_topics: config.broker.auto_create_topics,
         default_queues: config.broker.default_queues,
     };
+    let identity = Identity {
+        cluster: remoting.cluster.clone(),
+        broker_name: remoting.broker_name.clone(),
+        addr: remoting.advertise.clone(),
+    };
     let broker = Arc::new(Broker::new(store.clone(), remoting, shutdown.clone()));
-    let pid = std::process::id();
-    write_ports(&data_dir, pid, &bound.to_string())
-        .map_err(|err| format!("cannot write {}/ports.json: {err}", data_dir.display()))?;
-    eprintln!("quiver: listening role={role} quic={bound} pid={pid}");
-    info!(role, quic = %bound, broker = %config.broker.name, "listening");
+    let registrar = if config.broker.namesrv.is_empty() {
+        None
+    } else {
+        let client_tls = ClientTls {
+            ca: tls.ca.clone(),
+            identity: Some((tls.cert.clone(), tls.key.clone())),
+        };
+        let registrar = Registrar::new(
+            identity,
+            &config.broker.namesrv,
+            client_tls,
+            store.clone(),
+            config.broker.heartbeat_interval,
+            broker.topics_changed(),
+        )?;
+        registrar.register().await?;
+        Some(tokio::spawn(registrar.run(shutdown.clone())))
+    };
+    quiver_net::process::announce(role, &data_dir, bound)?;
     quiver_net::server::serve(endpoint, broker, shutdown).await;
+    if let Some(registrar) = registrar {
+        let _ = registrar.await;
+    }
     store.shutdown().await;
     info!("stopped");
     Ok(())
-}
-
-/// Writes `ports.json` atomically: a temp file, then a rename.
-fn write_ports(dir: &Path, pid: u32, quic: &str) -> std::io::Result<()> {
-    let text = serde_json::json!({ "pid": pid, "quic": quic }).to_string();
-    let tmp = dir.join(format!("ports.json.{pid}.tmp"));
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, dir.join("ports.json"))
-}
-
-/// Cancels `shutdown` on SIGINT or SIGTERM and, when `QUIVER_EXIT_ON_STDIN_EOF=1`, when stdin
-/// closes (test harnesses hold the other end, so the server dies with its test).
-pub fn watch_signals(shutdown: CancellationToken) {
-    let token = shutdown.clone();
-    tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            return;
-        };
-        tokio::select! {
-            _ = term.recv() => info!(signal = "SIGTERM", "shutting down"),
-            _ = int.recv() => info!(signal = "SIGINT", "shutting down"),
-        }
-        token.cancel();
-    });
-    if std::env::var("QUIVER_EXIT_ON_STDIN_EOF").as_deref() == Ok("1") {
-        std::thread::spawn(move || {
-            let mut sink = Vec::new();
-            let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
-            info!("stdin closed; shutting down");
-            shutdown.cancel();
-        });
-    }
-}
-
-/// Installs the tracing subscriber: filter from `QUIVER_LOG` (then `RUST_LOG`, then `info`),
-/// human or JSON lines on stderr.
-pub fn init_logging(json: bool) {
-    let filter = std::env::var("QUIVER_LOG")
-        .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info".into());
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
 }

@@ -12,6 +12,7 @@
 
 pub mod client;
 pub mod endpoint;
+pub mod process;
 pub mod server;
 pub mod tls;
 

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug};
 
-use crate::tls::{Identity, identity_of};
+use crate::tls::{Identity, Role, identity_of};
 
 /// A request reading slower than this is dropped (slowloris guard).
 pub const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -222,6 +222,30 @@ async fn read_request(recv: &mut quinn::RecvStream, body_max: usize) -> Result<F
         header,
         body: Bytes::from(body),
     })
+}
+
+/// Why `peer` may not send `code`, or `None` when it may.
+pub fn access_denied(code: quiver_proto::RequestCode, peer: &Peer) -> Option<String> {
+    use quiver_proto::Access;
+    let role = peer.identity.as_ref().map(|id| id.role);
+    let (needed, fix) = match code.access() {
+        Access::Open => return None,
+        Access::Admin if role == Some(Role::Admin) => return None,
+        Access::Node if role == Some(Role::Node) => return None,
+        Access::Admin => (
+            "the admin role",
+            "pass --cert/--key of an admin pair, e.g. made by `quiver certs init --client ops --admin`",
+        ),
+        Access::Node => (
+            "a node certificate",
+            "use a pair made by `quiver certs init --node NAME` with the cluster's CA",
+        ),
+    };
+    let found = peer.identity.as_ref().map_or_else(
+        || "none".to_owned(),
+        |id| format!("{:?} {}", id.role, id.name),
+    );
+    Some(format!("{code} needs {needed} (found {found}): {fix}"))
 }
 
 /// An error response to `request` with a message saying what to fix.

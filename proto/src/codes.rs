@@ -4,8 +4,19 @@
 //! 1xx topics, 2xx messages, 3xx routes and brokers (name server), 4xx consumer groups and
 //! offsets, 5xx functions, 6xx replication, 9xx broker administration.
 
+/// Who may send a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Any TLS client that trusts the cluster CA.
+    Open,
+    /// A client certificate with the admin role.
+    Admin,
+    /// A node (broker or name server) certificate.
+    Node,
+}
+
 macro_rules! request_codes {
-    ($($(#[doc = $doc:literal])* $name:ident = $num:literal, $dotted:literal, $admin:literal;)*) => {
+    ($($(#[doc = $doc:literal])* $name:ident = $num:literal, $dotted:literal, $access:ident;)*) => {
         /// A known request code.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         ///
@@ -34,10 +45,10 @@ macro_rules! request_codes {
                 }
             }
 
-            /// Whether the request needs a client certificate with the admin role.
-            pub fn requires_admin(self) -> bool {
+            /// Who may send the request.
+            pub fn access(self) -> Access {
                 match self {
-                    $(RequestCode::$name => $admin,)*
+                    $(RequestCode::$name => Access::$access,)*
                 }
             }
         }
@@ -46,29 +57,37 @@ macro_rules! request_codes {
 
 request_codes! {
     /// Create a topic.
-    TopicCreate = 100, "topic.create", true;
+    TopicCreate = 100, "topic.create", Admin;
     /// Change a topic's queue count.
-    TopicUpdate = 101, "topic.update", true;
+    TopicUpdate = 101, "topic.update", Admin;
     /// Delete a topic and its queues.
-    TopicDelete = 102, "topic.delete", true;
+    TopicDelete = 102, "topic.delete", Admin;
     /// List topics.
-    TopicList = 103, "topic.list", false;
+    TopicList = 103, "topic.list", Open;
     /// Describe one topic with its queues' offsets.
-    TopicDescribe = 104, "topic.describe", false;
+    TopicDescribe = 104, "topic.describe", Open;
     /// Send one message or a batch.
-    MsgSend = 200, "msg.send", false;
+    MsgSend = 200, "msg.send", Open;
     /// Pull messages from a queue.
-    MsgPull = 201, "msg.pull", false;
+    MsgPull = 201, "msg.pull", Open;
     /// Look messages up by id.
-    MsgQueryId = 202, "msg.query_id", false;
+    MsgQueryId = 202, "msg.query_id", Open;
     /// Look messages up by key.
-    MsgQueryKey = 203, "msg.query_key", false;
+    MsgQueryKey = 203, "msg.query_key", Open;
     /// Min and max offsets of a topic's queues.
-    QueueOffsets = 204, "queue.offsets", false;
+    QueueOffsets = 204, "queue.offsets", Open;
     /// A topic's route: which broker serves which queues.
-    RouteGet = 300, "route.get", false;
+    RouteGet = 300, "route.get", Open;
+    /// A broker announces itself and its topics to a name server.
+    BrokerRegister = 301, "broker.register", Node;
+    /// A broker's periodic re-announcement (same body as `broker.register`).
+    BrokerHeartbeat = 302, "broker.heartbeat", Node;
+    /// A broker leaves (graceful shutdown): its routes drop at once.
+    BrokerUnregister = 303, "broker.unregister", Node;
+    /// Every registered broker with its liveness.
+    ClusterList = 304, "cluster.list", Open;
     /// Broker counters (appends, fsyncs, bytes).
-    BrokerStats = 900, "broker.stats", false;
+    BrokerStats = 900, "broker.stats", Open;
 }
 
 impl std::fmt::Display for RequestCode {

@@ -161,6 +161,8 @@ error_codes! {
     Timeout = 43, "broker.timeout", true;
     /// An unexpected internal error.
     Internal = 44, "broker.internal", true;
+    /// A broker registered under a name that a live broker at another address holds.
+    BrokerConflict = 50, "namesrv.broker_conflict", false;
 }
 
 impl std::fmt::Display for ErrorCode {

@@ -28,7 +28,7 @@ pub mod frame;
 pub mod message;
 pub mod requests;
 
-pub use codes::RequestCode;
+pub use codes::{Access, RequestCode};
 pub use error::{ErrorBody, ErrorCode, WireError};
 pub use frame::{Frame, FrameHeader};
 pub use message::{MessageId, Name, SendMessage, StoredMessage};

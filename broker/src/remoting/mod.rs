@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 use bytes::Bytes;
 use quiver_namesrv::RouteTable;
 use quiver_net::server::error_frame;
-use quiver_net::{Peer, Role, Service};
+use quiver_net::{Peer, Service};
 use quiver_proto::{ErrorCode, Frame, RequestCode, WireError};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug};
@@ -20,6 +20,8 @@ use crate::store::{Store, StoreError};
 /// Request-path settings.
 #[derive(Clone, Debug)]
 pub struct RemotingConfig {
+    /// Cluster name.
+    pub cluster: String,
     /// This broker's name in routes.
     pub broker_name: String,
     /// The address clients use to reach this broker.
@@ -37,6 +39,9 @@ pub struct Broker {
     // RwLock: read by every route query, written by topic admin requests.
     pub(crate) routes: RwLock<RouteTable>,
     pub(crate) shutdown: CancellationToken,
+    /// Bumped when a topic is created, changed or deleted, so the registrar heartbeats at
+    /// once (a watch: every name-server loop sees every change).
+    pub(crate) topics_version: tokio::sync::watch::Sender<u64>,
 }
 
 impl Broker {
@@ -55,7 +60,17 @@ impl Broker {
             config,
             routes: RwLock::new(routes),
             shutdown,
+            topics_version: tokio::sync::watch::channel(0).0,
         }
+    }
+
+    /// Changes on every topic change.
+    pub fn topics_changed(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.topics_version.subscribe()
+    }
+
+    pub(crate) fn bump_topics(&self) {
+        self.topics_version.send_modify(|version| *version += 1);
     }
 
     async fn dispatch(
@@ -64,16 +79,8 @@ impl Broker {
         peer: &Peer,
         body: &Bytes,
     ) -> Result<Bytes, Failure> {
-        if code.requires_admin() && peer.identity.as_ref().map(|id| id.role) != Some(Role::Admin) {
-            return Err(Failure::new(
-                ErrorCode::PermissionDenied,
-                format!(
-                    "{code} needs a client certificate with the admin role (found {}): pass --cert/--key of an admin pair, e.g. made by `quiver certs init --client ops --admin`",
-                    peer.identity
-                        .as_ref()
-                        .map_or("none".to_owned(), |id| format!("{:?} {}", id.role, id.name))
-                ),
-            ));
+        if let Some(reason) = quiver_net::server::access_denied(code, peer) {
+            return Err(Failure::new(ErrorCode::PermissionDenied, reason));
         }
         match code {
             RequestCode::TopicCreate => handlers::topic::create(self, body).await,
@@ -87,6 +94,16 @@ impl Broker {
             RequestCode::MsgQueryKey => handlers::msg::query_key(self, body).await,
             RequestCode::QueueOffsets => handlers::msg::queue_offsets(self, body).await,
             RequestCode::RouteGet => handlers::route::get(self, body).await,
+            RequestCode::ClusterList => handlers::route::cluster_list(self, body).await,
+            RequestCode::BrokerRegister
+            | RequestCode::BrokerHeartbeat
+            | RequestCode::BrokerUnregister => Err(Failure::new(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "{code} goes to a name server: this is broker {}",
+                    self.config.broker_name
+                ),
+            )),
             RequestCode::BrokerStats => handlers::admin::stats(self, body).await,
         }
     }

@@ -22,6 +22,12 @@ pub fn run(args: StandaloneArgs) -> anyhow::Result<()> {
     defaults.broker.name = STANDALONE_NODE.into();
     defaults.broker.listen = SocketAddr::from(([127, 0, 0, 1], NAMESRV_PORT));
     let config = args.server.resolve(defaults).map_err(|err| anyhow!(err))?;
+    if !config.broker.namesrv.is_empty() {
+        return Err(anyhow!(
+            "broker.namesrv is set ({}), but the standalone is its own name server: remove it, or run `quiver-broker` to join name servers",
+            config.broker.namesrv.join(",")
+        ));
+    }
     if args.server.print_config {
         print!("{}", config.to_toml());
         return Ok(());
@@ -62,12 +68,12 @@ pub fn run(args: StandaloneArgs) -> anyhow::Result<()> {
         );
     }
     let tls = ServerTls::in_dir(&tls_dir, &node);
-    quiver_broker::server::init_logging(args.server.log_format == LogFormat::Json);
+    quiver_net::process::init_logging(args.server.log_format == LogFormat::Json);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime
         .block_on(async {
             let shutdown = CancellationToken::new();
-            quiver_broker::server::watch_signals(shutdown.clone());
+            quiver_net::process::watch_signals(shutdown.clone());
             quiver_broker::server::run("standalone", config, tls, shutdown).await
         })
         .map_err(|err| anyhow!(err))

@@ -39,3 +39,71 @@ pub struct TopicRoute {
     /// Queues per broker.
     pub queues: Vec<QueueRoute>,
 }
+
+/// A topic's queue count on the registering broker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicQueues {
+    /// Topic name.
+    pub topic: String,
+    /// Queue ids `0..queues`.
+    pub queues: u32,
+}
+
+/// `broker.register` and `broker.heartbeat`: who the broker is and what it serves.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerRegistration {
+    /// Cluster name.
+    pub cluster: String,
+    /// Broker name, unique in the cluster.
+    pub broker_name: String,
+    /// Address clients connect to.
+    pub addr: String,
+    /// Every topic the broker serves.
+    pub topics: Vec<TopicQueues>,
+}
+
+/// Response to `broker.register` / `broker.heartbeat`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistrationAck {
+    /// After this long without a heartbeat the name server drops the broker.
+    pub expiry_ms: u64,
+}
+
+/// `broker.unregister`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerUnregister {
+    /// Cluster name.
+    pub cluster: String,
+    /// Broker name.
+    pub broker_name: String,
+    /// Address it registered with (a stale broker cannot unregister its successor).
+    pub addr: String,
+}
+
+/// `cluster.list` (empty request).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterList {}
+
+/// One registered broker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerInfo {
+    /// Cluster name.
+    pub cluster: String,
+    /// Broker name.
+    pub broker_name: String,
+    /// Client address.
+    pub addr: String,
+    /// Milliseconds since the last heartbeat.
+    pub heartbeat_age_ms: u64,
+    /// Topics served.
+    pub topics: u32,
+    /// Queues served, over all topics.
+    pub queues: u32,
+}
+
+/// Response to `cluster.list`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterListing {
+    /// Brokers by name.
+    pub brokers: Vec<BrokerInfo>,
+}

@@ -43,6 +43,7 @@ pub(crate) async fn delete(broker: &Broker, body: &Bytes) -> Result<Bytes, Failu
         .write()
         .unwrap_or_else(|p| p.into_inner())
         .remove_topic(&broker.config.broker_name, &request.topic);
+    broker.bump_topics();
     reply(&TopicDeleted {
         topic: request.topic,
     })
@@ -84,6 +85,7 @@ pub(crate) fn describe_meta(broker: &Broker, topic: &str, meta: &TopicMeta) -> T
 
 impl Broker {
     pub(crate) fn set_route(&self, topic: &str, queues: u32) {
+        self.bump_topics();
         self.routes
             .write()
             .unwrap_or_else(|p| p.into_inner())

@@ -1,0 +1,76 @@
+//! Process plumbing shared by every server binary: the `listening` announcement and
+//! `ports.json`, signal handling, log set-up.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+/// Writes `<data_dir>/ports.json` atomically, then prints the one stderr line test harnesses
+/// and operators wait for: `quiver: listening role=<role> quic=<addr> pid=<pid>`.
+pub fn announce(role: &str, data_dir: &Path, bound: SocketAddr) -> Result<(), String> {
+    let pid = std::process::id();
+    write_ports(data_dir, pid, &bound.to_string())
+        .map_err(|err| format!("cannot write {}/ports.json: {err}", data_dir.display()))?;
+    eprintln!("quiver: listening role={role} quic={bound} pid={pid}");
+    info!(role, quic = %bound, "listening");
+    Ok(())
+}
+
+/// Writes `ports.json` atomically: a temp file, then a rename.
+fn write_ports(dir: &Path, pid: u32, quic: &str) -> std::io::Result<()> {
+    let text = serde_json::json!({ "pid": pid, "quic": quic }).to_string();
+    let tmp = dir.join(format!("ports.json.{pid}.tmp"));
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, dir.join("ports.json"))
+}
+
+/// Cancels `shutdown` on SIGINT or SIGTERM and, when `QUIVER_EXIT_ON_STDIN_EOF=1`, when stdin
+/// closes (test harnesses hold the other end, so the server dies with its test).
+pub fn watch_signals(shutdown: CancellationToken) {
+    let token = shutdown.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => info!(signal = "SIGTERM", "shutting down"),
+            _ = int.recv() => info!(signal = "SIGINT", "shutting down"),
+        }
+        token.cancel();
+    });
+    if std::env::var("QUIVER_EXIT_ON_STDIN_EOF").as_deref() == Ok("1") {
+        std::thread::spawn(move || {
+            let mut sink = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+            info!("stdin closed; shutting down");
+            shutdown.cancel();
+        });
+    }
+}
+
+/// Installs the tracing subscriber: filter from `QUIVER_LOG` (then `RUST_LOG`, then `info`),
+/// human or JSON lines on stderr.
+pub fn init_logging(json: bool) {
+    let filter = std::env::var("QUIVER_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
