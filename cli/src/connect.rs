@@ -67,6 +67,7 @@ impl Context {
             ca,
             identity,
             timeout: Duration::from_secs_f64(global.timeout),
+            route_refresh: quiver_client::client::ROUTE_REFRESH_DEFAULT,
         };
         let client = Client::new(options).context("cannot set up the client")?;
         Ok(Context {

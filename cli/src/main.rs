@@ -24,7 +24,10 @@ struct Cli {
 enum Command {
     /// Run a standalone broker (broker + name server on one endpoint), data in ./quiver-data.
     Standalone(commands::standalone::StandaloneArgs),
-    /// Create, update, delete, list and describe topics.
+    /// Brokers registered with the name servers.
+    #[command(subcommand)]
+    Cluster(commands::cluster::ClusterCommand),
+    /// Create, update, delete, list, describe and route topics.
     #[command(subcommand)]
     Topic(commands::topic::TopicCommand),
     /// Send messages.
@@ -64,6 +67,7 @@ fn run_client_command(command: Command, global: GlobalArgs) -> anyhow::Result<()
         let ctx = connect::Context::new(global)?;
         let result = match command {
             Command::Topic(command) => commands::topic::run(command, &ctx).await,
+            Command::Cluster(command) => commands::cluster::run(command, &ctx).await,
             Command::Send(args) => commands::send::run(args, &ctx).await,
             Command::Pull(args) => commands::pull::run(args, &ctx).await,
             Command::Query(args) => commands::query::run(args, &ctx).await,

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use quiver_net::endpoint::ClientEndpoint;
@@ -26,6 +26,8 @@ pub struct ClientOptions {
     pub identity: Option<(PathBuf, PathBuf)>,
     /// Per-request timeout.
     pub timeout: Duration,
+    /// Cached routes are fetched again after this long (and at once after a routing error).
+    pub route_refresh: Duration,
 }
 
 impl ClientOptions {
@@ -36,8 +38,20 @@ impl ClientOptions {
             ca,
             identity: None,
             timeout: Duration::from_secs(10),
+            route_refresh: ROUTE_REFRESH_DEFAULT,
         }
     }
+}
+
+/// Default age after which a cached route is fetched again.
+pub const ROUTE_REFRESH_DEFAULT: Duration = Duration::from_secs(30);
+
+/// Whether a failure means "nobody answered" (as opposed to an answer that says no).
+fn is_unreachable(err: &ClientError) -> bool {
+    matches!(
+        err,
+        ClientError::Net(NetError::Connect { .. } | NetError::Timeout { .. } | NetError::Io { .. })
+    )
 }
 
 /// A connection manager shared by producers, consumers and admin handles.
@@ -51,7 +65,8 @@ struct Inner {
     endpoint: ClientEndpoint,
     // Mutex: connections are looked up once per call and created rarely.
     conns: Mutex<HashMap<String, Arc<RpcClient>>>,
-    routes: Mutex<HashMap<String, Arc<TopicRoute>>>,
+    // Route and when it was fetched.
+    routes: Mutex<HashMap<String, (Arc<TopicRoute>, Instant)>>,
 }
 
 impl Client {
@@ -158,36 +173,44 @@ impl Client {
         Err(ClientError::Net(last.expect("at least one name server")))
     }
 
-    /// A topic's route, from the cache or the name servers.
+    /// A topic's route: from the cache while it is younger than `route_refresh`, else from
+    /// the name servers. When no name server answers, a cached route keeps being used (the
+    /// brokers may well be alive).
     pub async fn route(&self, topic: &str) -> Result<Arc<TopicRoute>, ClientError> {
-        if let Some(route) = self
+        let cached = self
             .inner
             .routes
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(topic)
-        {
-            return Ok(route.clone());
+            .cloned();
+        match cached {
+            Some((route, fetched)) if fetched.elapsed() < self.inner.options.route_refresh => {
+                Ok(route)
+            }
+            Some((route, _)) => match self.refresh_route(topic).await {
+                Err(err) if is_unreachable(&err) => {
+                    tracing::debug!(topic, cause = %err, "name servers unreachable; using the cached route");
+                    Ok(route)
+                }
+                other => other,
+            },
+            None => self.refresh_route(topic).await,
         }
-        self.refresh_route(topic).await
     }
 
     /// Fetches a topic's route again.
     pub async fn refresh_route(&self, topic: &str) -> Result<Arc<TopicRoute>, ClientError> {
-        let route: TopicRoute = self
-            .call_namesrv(
-                RequestCode::RouteGet,
-                &RouteGet {
-                    topic: topic.to_owned(),
-                },
-            )
-            .await?;
-        let route = Arc::new(route);
+        let request = RouteGet {
+            topic: topic.to_owned(),
+        };
+        let route: Arc<TopicRoute> =
+            Arc::new(self.call_namesrv(RequestCode::RouteGet, &request).await?);
         self.inner
             .routes
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(topic.to_owned(), route.clone());
+            .insert(topic.to_owned(), (route.clone(), Instant::now()));
         Ok(route)
     }
 

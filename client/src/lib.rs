@@ -14,7 +14,7 @@ pub mod consumer;
 pub mod error;
 pub mod producer;
 
-pub use admin::Admin;
+pub use admin::{Admin, BrokerChoice, BrokerTopic};
 pub use client::{Client, ClientOptions};
 pub use consumer::PullConsumer;
 pub use error::ClientError;

@@ -36,6 +36,7 @@ async fn topic_creation_needs_an_admin_certificate() {
     }
     let admin = Admin::new(server.client(true));
     let created = admin.create_topic("t", 4).await.unwrap();
-    assert_eq!(created.info.queues, 4);
+    assert_eq!(created.len(), 1);
+    assert_eq!(created[0].description.info.queues, 4);
     assert_eq!(admin.list_topics().await.unwrap()[0].topic, "t");
 }

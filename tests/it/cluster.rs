@@ -29,28 +29,26 @@ fn client(namesrv: &[&str], tls: &std::path::Path, identity: Option<&str>) -> Cl
     Client::new(options).unwrap()
 }
 
-/// Waits until `namesrv` routes `topic` (or, with `present == false`, no longer does).
-async fn wait_route(
+/// Waits until `namesrv` routes `topic` to exactly `brokers` brokers; returns how long.
+async fn wait_brokers(
     namesrv: &str,
     tls: &std::path::Path,
     topic: &str,
-    present: bool,
+    brokers: usize,
     deadline: Duration,
 ) -> Duration {
     let started = Instant::now();
     loop {
-        let found = client(&[namesrv], tls, None)
-            .refresh_route(topic)
-            .await
-            .is_ok();
-        if found == present {
+        let route = client(&[namesrv], tls, None).refresh_route(topic).await;
+        let count = route.as_ref().map_or(0, |r| r.brokers.len());
+        if count == brokers {
             return started.elapsed();
         }
         assert!(
             started.elapsed() < deadline,
-            "route of {topic} at {namesrv}: still {found} after {deadline:?}"
+            "route of {topic} at {namesrv}: {count} brokers after {deadline:?}"
         );
-        // One heartbeat interval between polls: the condition changes on heartbeats.
+        // One heartbeat interval between polls: the route only changes on heartbeats and expiry.
         tokio::time::sleep(HEARTBEAT).await;
     }
 }
@@ -61,7 +59,11 @@ async fn brokers_register_route_leave_and_expire() {
     let dir = tempfile::tempdir().unwrap();
     let tls = dir.path().join("tls");
     let plan = CertPlan {
-        nodes: vec![("namesrv".into(), vec![]), ("broker-a".into(), vec![])],
+        nodes: vec![
+            ("namesrv".into(), vec![]),
+            ("broker-a".into(), vec![]),
+            ("broker-b".into(), vec![]),
+        ],
         clients: vec![("admin".into(), true)],
     };
     init_dir(&tls, &plan).unwrap();
@@ -101,47 +103,90 @@ async fn brokers_register_route_leave_and_expire() {
         envs: vec![],
     };
     let mut broker = Server::start(&broker_spec, &dir.path().join("broker-a")).unwrap();
+    let spec_b = Spec {
+        program: "quiver-broker".into(),
+        args: broker_args("broker-b"),
+        envs: vec![],
+    };
+    let broker_b = Server::start(&spec_b, &dir.path().join("broker-b")).unwrap();
 
-    // A topic created on the broker reaches both name servers with the next heartbeat.
-    Admin::new(client(&[&broker.addr], &tls, Some("admin")))
-        .create_topic("orders", 4)
-        .await
-        .unwrap();
+    // `topic create` through the name servers puts 4 queues on every registered broker; the
+    // next heartbeats (sent at once on a topic change) bring the route to both name servers.
+    let admin = Admin::new(client(&[&ns1.addr, &ns2.addr], &tls, Some("admin")));
+    let created = admin.create_topic("orders", 4).await.unwrap();
+    assert_eq!(created.len(), 2);
     for ns in [&ns1.addr, &ns2.addr] {
-        let took = wait_route(ns, &tls, "orders", true, HEARTBEAT * 50).await;
-        println!("route at {ns} after {took:?}");
-        let route = client(&[ns], &tls, None)
-            .refresh_route("orders")
-            .await
-            .unwrap();
-        assert_eq!(route.brokers[0].addr, broker.addr);
-        assert_eq!(route.queues[0].queues, 4);
+        let started = Instant::now();
+        loop {
+            let route = client(&[ns], &tls, None).refresh_route("orders").await;
+            if route.as_ref().is_ok_and(|r| r.brokers.len() == 2) {
+                let route = route.unwrap();
+                assert_eq!(route.queues.iter().map(|q| q.queues).sum::<u32>(), 8);
+                break;
+            }
+            assert!(
+                started.elapsed() < HEARTBEAT * 50,
+                "route at {ns}: {route:?}"
+            );
+            tokio::time::sleep(HEARTBEAT).await;
+        }
+        println!(
+            "route with both brokers at {ns} after {:?}",
+            started.elapsed()
+        );
     }
     let listing: ClusterListing = client(&[&ns1.addr], &tls, None)
         .call(&ns1.addr, RequestCode::ClusterList, &ClusterList {})
         .await
         .unwrap();
-    assert_eq!(listing.brokers.len(), 1);
-    assert_eq!(
-        (
-            listing.brokers[0].cluster.as_str(),
-            listing.brokers[0].queues
-        ),
-        ("c1", 4)
-    );
-    assert!(listing.brokers[0].heartbeat_age_ms < EXPIRY.as_millis() as u64);
+    assert_eq!(listing.brokers.len(), 2);
+    for info in &listing.brokers {
+        assert_eq!((info.cluster.as_str(), info.queues), ("c1", 4));
+        assert!(info.heartbeat_age_ms < EXPIRY.as_millis() as u64);
+    }
 
-    // Producers and consumers find the broker through the name servers.
+    // Producers spread over the queues of both brokers; a key query merges both brokers.
     let app = client(&[&ns1.addr, &ns2.addr], &tls, None);
-    let sent = Producer::new(app.clone())
+    let producer = Producer::new(app.clone());
+    for i in 0..40 {
+        producer
+            .send("orders", Message::new(format!("m{i}")).with_key("shared"))
+            .await
+            .unwrap();
+    }
+    let found = admin
+        .query_key("orders", "shared", None, None, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        found.len(),
+        40,
+        "the key query asks every broker serving the topic"
+    );
+    let offsets_a = PullConsumer::new(client(&[&broker.addr], &tls, None))
+        .offsets("orders")
+        .await
+        .unwrap();
+    let offsets_b = PullConsumer::new(client(&[&broker_b.addr], &tls, None))
+        .offsets("orders")
+        .await
+        .unwrap();
+    let stored_a: u64 = offsets_a.iter().map(|q| q.max_offset).sum();
+    let stored_b: u64 = offsets_b.iter().map(|q| q.max_offset).sum();
+    assert_eq!(
+        (stored_a, stored_b),
+        (20, 20),
+        "round robin over both brokers' queues"
+    );
+    let sent = producer
         .send("orders", Message::new("via namesrv"))
         .await
         .unwrap();
-    let pulled = PullConsumer::new(app.clone())
+    let reader = PullConsumer::new(app.clone());
+    let pulled = reader
         .pull("orders", sent.queue_id, sent.offset, 1, Duration::ZERO)
-        .await
-        .unwrap();
-    assert_eq!(pulled.messages[0].body, "via namesrv".as_bytes());
+        .await;
+    assert!(pulled.is_ok(), "{pulled:?}");
 
     // Only node certificates may register; a live name at another address conflicts.
     let conflict = BrokerRegistration {
@@ -182,19 +227,20 @@ async fn brokers_register_route_leave_and_expire() {
         .await
         .unwrap();
 
-    // A graceful leave drops the route at once.
+    // A graceful leave drops the broker's queues from the route at once.
     assert!(broker.signal_and_wait(libc::SIGTERM).unwrap().success());
-    let err = client(&[&ns2.addr], &tls, None)
+    let route = client(&[&ns2.addr], &tls, None)
         .refresh_route("orders")
         .await
-        .unwrap_err();
-    assert_eq!(err.code(), Some(ErrorCode::TopicNotFound), "{err}");
+        .unwrap();
+    assert_eq!(route.brokers.len(), 1);
+    assert_eq!(route.brokers[0].addr, broker_b.addr);
 
     // It comes back on restart; after kill -9 it expires (expiry 1 s, deadline 10 s).
     broker.restart().unwrap();
-    wait_route(&ns2.addr, &tls, "orders", true, HEARTBEAT * 50).await;
+    wait_brokers(&ns2.addr, &tls, "orders", 2, HEARTBEAT * 50).await;
     broker.kill9();
-    let took = wait_route(&ns2.addr, &tls, "orders", false, EXPIRY * 10).await;
+    let took = wait_brokers(&ns2.addr, &tls, "orders", 1, EXPIRY * 10).await;
     println!("route expired {took:?} after kill -9 (expiry {EXPIRY:?})");
     assert!(took >= EXPIRY / 2, "expired before the expiry: {took:?}");
 }

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod certs;
+pub mod cluster;
 pub mod pull;
 pub mod query;
 pub mod send;

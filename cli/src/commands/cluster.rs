@@ -1,0 +1,62 @@
+//! `quiver cluster list`.
+
+use quiver_client::Admin;
+use serde_json::json;
+
+use crate::connect::{Context, Output};
+use crate::output::table;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum ClusterCommand {
+    /// Brokers registered with the name servers: addresses, heartbeat age, topics, queues.
+    List,
+}
+
+pub async fn run(command: ClusterCommand, ctx: &Context) -> anyhow::Result<()> {
+    let ClusterCommand::List = command;
+    let brokers = Admin::new(ctx.client.clone()).cluster().await?;
+    match ctx.output {
+        Output::Json => println!(
+            "{}",
+            json!(brokers
+                .iter()
+                .map(|b| json!({
+                    "cluster": b.cluster, "broker": b.broker_name, "addr": b.addr, "role": "master",
+                    "heartbeat_age_ms": b.heartbeat_age_ms, "topics": b.topics, "queues": b.queues,
+                }))
+                .collect::<Vec<_>>())
+        ),
+        Output::Text => {
+            let rows = brokers
+                .iter()
+                .map(|b| {
+                    vec![
+                        b.cluster.clone(),
+                        b.broker_name.clone(),
+                        b.addr.clone(),
+                        "master".into(),
+                        format!("{:.1} s", b.heartbeat_age_ms as f64 / 1000.0),
+                        b.topics.to_string(),
+                        b.queues.to_string(),
+                    ]
+                })
+                .collect();
+            println!(
+                "{}",
+                table(
+                    &[
+                        "cluster",
+                        "broker",
+                        "address",
+                        "role",
+                        "heartbeat age",
+                        "topics",
+                        "queues"
+                    ],
+                    rows
+                )
+            );
+        }
+    }
+    Ok(())
+}
