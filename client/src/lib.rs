@@ -4,6 +4,7 @@
 //! - [`client`]: [`Client`], the shared endpoint, connections by address, route cache, calls.
 //! - [`producer`]: [`Producer`]: sync, async, oneway, ordered and batch sends with retries.
 //! - [`consumer`]: [`PullConsumer`]: read a queue from an offset, with long-poll.
+//! - [`fault`]: latency fault tolerance: which brokers a producer avoids, and its counters.
 //! - [`admin`]: [`Admin`]: topics, queries, offsets, broker stats.
 //! - [`error`]: the error type, [`ClientError`].
 #![warn(missing_docs, unreachable_pub)]
@@ -12,6 +13,7 @@ pub mod admin;
 pub mod client;
 pub mod consumer;
 pub mod error;
+pub mod fault;
 pub mod producer;
 
 pub use admin::{Admin, BrokerChoice, BrokerTopic};

@@ -1,7 +1,10 @@
 //! [`Producer`]: sends with round-robin queue selection, sharding-key ordering, batching,
 //! timeouts and retries that keep the message id.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -11,6 +14,7 @@ use quiver_proto::{ErrorCode, MessageId, RequestCode, SendMessage};
 
 use crate::client::Client;
 use crate::error::ClientError;
+use crate::fault::{BrokerCounters, FaultTolerance};
 
 /// Default retries after a retryable failure.
 pub const RETRIES_DEFAULT: u32 = 2;
@@ -81,11 +85,17 @@ pub struct Producer {
     client: Client,
     retries: u32,
     next_queue: AtomicU64,
+    // Mutex: touched twice per send, never across an await.
+    fault: Mutex<FaultTolerance>,
 }
+
+/// Default back-off of a broker after a failed send (RocketMQ's 30 s).
+pub const FAILURE_BACKOFF_DEFAULT: Duration = Duration::from_secs(30);
 
 /// A target queue: broker address and queue id.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Target {
+    broker_name: String,
     addr: String,
     queue_id: u32,
 }
@@ -97,6 +107,7 @@ impl Producer {
             client,
             retries: RETRIES_DEFAULT,
             next_queue: AtomicU64::new(0),
+            fault: Mutex::new(FaultTolerance::new(FAILURE_BACKOFF_DEFAULT)),
         }
     }
 
@@ -104,6 +115,20 @@ impl Producer {
     pub fn with_retries(mut self, retries: u32) -> Self {
         self.retries = retries;
         self
+    }
+
+    /// Sets how long a broker is avoided after a failed send (slow answers earn multiples).
+    pub fn with_failure_backoff(self, backoff: Duration) -> Self {
+        *self.fault.lock().unwrap_or_else(|p| p.into_inner()) = FaultTolerance::new(backoff);
+        self
+    }
+
+    /// Attempts, failures and avoidances per broker.
+    pub fn counters(&self) -> HashMap<String, BrokerCounters> {
+        self.fault
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .counters()
     }
 
     /// Sync send: returns after the broker acknowledged the message as durable.
@@ -159,7 +184,7 @@ impl Producer {
     ) -> Result<MessageId, ClientError> {
         let msg_id = new_id();
         let route = self.client.route(topic).await?;
-        let target = self.pick(&route, None)?;
+        let target = self.pick(&route, None, None)?;
         let request = SendRequest {
             topic: topic.to_owned(),
             queue_id: target.queue_id,
@@ -178,15 +203,19 @@ impl Producer {
         sharding_key: Option<&str>,
     ) -> Result<Vec<SendResult>, ClientError> {
         let mut attempt = 0;
+        let mut failed_broker: Option<String> = None;
         loop {
-            let result = self.attempt(topic, &messages, sharding_key).await;
+            let result = self
+                .attempt(topic, &messages, sharding_key, failed_broker.as_deref())
+                .await;
             match result {
                 Ok(response) => return Ok(results(&response)),
-                Err(err) if attempt < self.retries && err.is_retryable() => {
-                    tracing::debug!(topic, attempt, cause = %err, "send failed; retrying");
+                Err((broker, err)) if attempt < self.retries && err.is_retryable() => {
+                    tracing::debug!(topic, attempt, broker = broker.as_deref(), cause = %err, "send failed; retrying on another broker");
+                    failed_broker = broker;
                     attempt += 1;
                 }
-                Err(err) => {
+                Err((_, err)) => {
                     if err.code() == Some(ErrorCode::TopicNotFound)
                         || err.code() == Some(ErrorCode::QueueOutOfRange)
                     {
@@ -198,26 +227,52 @@ impl Producer {
         }
     }
 
+    /// One attempt; a failure names the broker it happened on.
     async fn attempt(
         &self,
         topic: &str,
         messages: &[SendMessage],
         sharding_key: Option<&str>,
-    ) -> Result<SendResponse, ClientError> {
-        let route = self.client.route(topic).await?;
-        let target = self.pick(&route, sharding_key)?;
+        avoid: Option<&str>,
+    ) -> Result<SendResponse, (Option<String>, ClientError)> {
+        let route = self.client.route(topic).await.map_err(|err| (None, err))?;
+        let target = self
+            .pick(&route, sharding_key, avoid)
+            .map_err(|err| (None, err))?;
         let request = SendRequest {
             topic: topic.to_owned(),
             queue_id: target.queue_id,
             messages: messages.to_vec(),
         };
-        self.client
+        let started = Instant::now();
+        let result = self
+            .client
             .call(&target.addr, RequestCode::MsgSend, &request)
-            .await
+            .await;
+        // Only failures that say something about the broker count against it.
+        let failed = result.as_ref().is_err_and(ClientError::is_retryable);
+        self.fault().note_outcome(
+            &target.broker_name,
+            started.elapsed(),
+            failed,
+            Instant::now(),
+        );
+        result.map_err(|err| (Some(target.broker_name), err))
     }
 
-    /// Round-robin over every writable queue of every broker, or the sharding key's queue.
-    fn pick(&self, route: &TopicRoute, sharding_key: Option<&str>) -> Result<Target, ClientError> {
+    fn fault(&self) -> std::sync::MutexGuard<'_, FaultTolerance> {
+        self.fault.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The sharding key's queue (never re-routed), or the next queue in round-robin order
+    /// whose broker is not backing off and is not `avoid` (the broker that just failed); when
+    /// every broker is backing off, the next queue not on `avoid`, else the next queue.
+    fn pick(
+        &self,
+        route: &TopicRoute,
+        sharding_key: Option<&str>,
+        avoid: Option<&str>,
+    ) -> Result<Target, ClientError> {
         let targets: Vec<Target> = route
             .queues
             .iter()
@@ -229,7 +284,9 @@ impl Producer {
                     .find(|b| b.broker_name == q.broker_name)?
                     .addr
                     .clone();
+                let broker_name = q.broker_name.clone();
                 Some((0..q.queues).map(move |queue_id| Target {
+                    broker_name: broker_name.clone(),
                     addr: addr.clone(),
                     queue_id,
                 }))
@@ -242,13 +299,42 @@ impl Producer {
                 route.topic
             )));
         }
-        let idx = match sharding_key {
-            Some(key) => (xxhash_key(key) % targets.len() as u64) as usize,
-            None => {
-                (self.next_queue.fetch_add(1, Ordering::Relaxed) % targets.len() as u64) as usize
+        let mut fault = self.fault();
+        if let Some(key) = sharding_key {
+            let target = targets[(sharding_hash(key) % targets.len() as u64) as usize].clone();
+            fault.note_attempt(&target.broker_name, Instant::now());
+            return Ok(target);
+        }
+        let start = self.next_queue.fetch_add(1, Ordering::Relaxed) as usize;
+        let now = Instant::now();
+        let in_order = (0..targets.len()).map(|i| &targets[(start + i) % targets.len()]);
+        let mut avoided = Vec::new();
+        let mut chosen = None;
+        for target in in_order.clone() {
+            if Some(target.broker_name.as_str()) == avoid {
+                continue;
             }
-        };
-        Ok(targets[idx].clone())
+            if fault.is_available(&target.broker_name, now) {
+                chosen = Some(target.clone());
+                break;
+            }
+            if !avoided.contains(&target.broker_name) {
+                avoided.push(target.broker_name.clone());
+            }
+        }
+        let chosen = chosen
+            .or_else(|| {
+                in_order
+                    .clone()
+                    .find(|t| Some(t.broker_name.as_str()) != avoid)
+                    .cloned()
+            })
+            .unwrap_or_else(|| targets[start % targets.len()].clone());
+        for broker in avoided.iter().filter(|b| **b != chosen.broker_name) {
+            fault.note_avoided(broker);
+        }
+        fault.note_attempt(&chosen.broker_name, now);
+        Ok(chosen)
     }
 }
 
@@ -271,7 +357,7 @@ pub fn new_id() -> MessageId {
 }
 
 /// Stable hash of a sharding key (FNV-1a 64; frozen so ordering survives client upgrades).
-fn xxhash_key(key: &str) -> u64 {
+fn sharding_hash(key: &str) -> u64 {
     key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| {
         (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
     })
