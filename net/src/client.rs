@@ -172,14 +172,24 @@ impl RpcClient {
         timeout: Duration,
     ) -> Result<Bytes, NetError> {
         let attempt = self.exchange(code, body, false);
-        let frame = tokio::time::timeout(timeout, attempt)
+        let outcome = tokio::time::timeout(timeout, attempt)
             .await
             .map_err(|_| NetError::Timeout {
                 code,
                 addr: self.addr_text.clone(),
                 timeout,
-            })??
-            .expect("a two-way request returns a frame");
+            });
+        let frame = match outcome {
+            Ok(Ok(frame)) => frame.expect("a two-way request returns a frame"),
+            Ok(Err(err)) | Err(err) => {
+                // A request that timed out or broke may be talking to a dead peer (or a
+                // restarted one that cannot reset our connection): reconnect next time.
+                if matches!(err, NetError::Timeout { .. } | NetError::Io { .. }) {
+                    self.close().await;
+                }
+                return Err(err);
+            }
+        };
         let status = frame.header.status;
         if status == ErrorCode::Ok as u16 {
             return Ok(frame.body);

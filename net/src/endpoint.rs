@@ -16,10 +16,10 @@ pub const STREAMS_PER_CONNECTION_MAX: u32 = 4096;
 pub const STREAM_WINDOW_BYTES: u32 = 16 << 20;
 /// Bytes a connection may have unread across its streams.
 pub const CONNECTION_WINDOW_BYTES: u32 = 64 << 20;
-/// Idle connections close after this long.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Clients ping this often so idle connections stay open.
-pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
+/// Connections whose peer is silent this long close (so a dead peer is noticed).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Clients ping this often so live idle connections stay open.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(3);
 /// Most connection attempts a server handles at once.
 pub const INCOMING_MAX: usize = 4096;
 /// UDP socket buffer size asked for (the kernel caps it at `net.core.rmem_max`/`wmem_max`).
@@ -41,7 +41,7 @@ fn transport(client: bool) -> TransportConfig {
         .receive_window(VarInt::from_u32(CONNECTION_WINDOW_BYTES))
         .send_window(u64::from(CONNECTION_WINDOW_BYTES))
         .max_idle_timeout(Some(
-            IdleTimeout::try_from(IDLE_TIMEOUT).expect("30 s fits a QUIC idle timeout"),
+            IdleTimeout::try_from(IDLE_TIMEOUT).expect("10 s fits a QUIC idle timeout"),
         ));
     let mut mtu = quinn::MtuDiscoveryConfig::default();
     mtu.upper_bound(MTU_UPPER_BOUND);

@@ -243,6 +243,44 @@ async fn brokers_register_route_leave_and_expire() {
     let took = wait_brokers(&ns2.addr, &tls, "orders", 1, EXPIRY * 10).await;
     println!("route expired {took:?} after kill -9 (expiry {EXPIRY:?})");
     assert!(took >= EXPIRY / 2, "expired before the expiry: {took:?}");
+
+    // Every name server down: producers and consumers go on with their cached routes (a
+    // failed refresh keeps the cached route), and nothing acknowledged is lost.
+    let mut options = ClientOptions::new(ns2.addr.clone(), tls.join("ca.pem"));
+    options.timeout = Duration::from_secs(1);
+    options.route_refresh = Duration::from_millis(100);
+    let cached = Client::new(options).unwrap();
+    let producer = Producer::new(cached.clone());
+    producer
+        .send("orders", Message::new("route cached"))
+        .await
+        .unwrap();
+    let mut ns2 = ns2;
+    ns2.kill9();
+    let mut sent = Vec::new();
+    for i in 0..20 {
+        sent.push(
+            producer
+                .send("orders", Message::new(format!("no namesrv {i}")))
+                .await
+                .unwrap(),
+        );
+    }
+    let consumer = PullConsumer::new(cached.clone());
+    for result in &sent {
+        let pulled = consumer
+            .pull("orders", result.queue_id, result.offset, 1, Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(pulled.messages[0].msg_id, result.msg_id);
+    }
+    // Restarted name servers rebuild their state from the next heartbeats.
+    ns1.restart().unwrap();
+    ns2.restart().unwrap();
+    for ns in [&ns1.addr, &ns2.addr] {
+        let took = wait_brokers(ns, &tls, "orders", 1, HEARTBEAT * 50).await;
+        println!("restarted name server {ns} routes again after {took:?}");
+    }
 }
 
 /// Starts one name server and `brokers` brokers sharing `tls`; returns them.
