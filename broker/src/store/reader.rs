@@ -65,8 +65,35 @@ impl Store {
             bytes += entry.size as usize;
             entries.push((key.value().2, entry));
         }
+        // Retention may remove the start of the queue between the range check above and this
+        // snapshot (or the log read below): that is "removed", never a silent skip.
+        let removed = || {
+            StoreError::invalid(
+                ErrorCode::OffsetRemoved,
+                format!(
+                    "offset {} of queue {} was removed by retention while it was read: pull from the queue's new start",
+                    spec.offset, spec.queue_id
+                ),
+            )
+        };
+        if entries
+            .first()
+            .is_some_and(|(offset, _)| *offset != spec.offset)
+        {
+            return Err(removed());
+        }
         let next_offset = entries.last().map_or(spec.offset, |(offset, _)| offset + 1);
-        let messages = load_many(shared, topic, &entries)?;
+        let messages = load_many(shared, topic, &entries).map_err(|err| {
+            let log_start = shared.log_start.load(std::sync::atomic::Ordering::Acquire);
+            if entries
+                .first()
+                .is_some_and(|(_, entry)| entry.pos < log_start)
+            {
+                removed()
+            } else {
+                err
+            }
+        })?;
         Ok(PullResponse {
             messages,
             next_offset,
@@ -95,6 +122,9 @@ impl Store {
             }
             if let Some(value) = consume.get((topic_id, queue_id, offset))? {
                 let entry = ConsumeEntry::from_bytes(&value.value());
+                if entry.pos < shared.log_start.load(std::sync::atomic::Ordering::Acquire) {
+                    continue; // being removed by retention
+                }
                 if !budget.admit(&entry) {
                     break;
                 }
@@ -147,6 +177,9 @@ impl Store {
             }
             if let Some(value) = consume.get((meta.id, queue_id, offset))? {
                 let entry = ConsumeEntry::from_bytes(&value.value());
+                if entry.pos < shared.log_start.load(std::sync::atomic::Ordering::Acquire) {
+                    continue; // being removed by retention
+                }
                 if !budget.admit(&entry) {
                     break;
                 }

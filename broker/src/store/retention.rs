@@ -52,8 +52,10 @@ pub(super) fn enforce(shared: &Shared, now_ms: u64) -> Result<u64, StoreError> {
         }
         let bytes = file.len()?;
         drop_rows(shared, file.as_ref())?;
-        shared.log.remove_segment(*base)?;
+        // Readers that fail to read a position below `log_start` report "removed", so the
+        // new start is published before the file goes.
         shared.log_start.store(next_base, Ordering::Release);
+        shared.log.remove_segment(*base)?;
         if let Some(ms) = newest_ms {
             shared
                 .removed_before_ms
