@@ -87,6 +87,17 @@ pub struct Producer {
     next_queue: AtomicU64,
     // Mutex: touched twice per send, never across an await.
     fault: Mutex<FaultTolerance>,
+    // Every queue each topic has been seen with, so an ordered key keeps its queue when a
+    // broker drops out of the route (Mutex: touched once per ordered send).
+    ordered_queues: Mutex<HashMap<String, Vec<QueueSlot>>>,
+    ordered_reroute: bool,
+}
+
+/// A queue an ordered key can map to.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct QueueSlot {
+    broker_name: String,
+    queue_id: u32,
 }
 
 /// Default back-off of a broker after a failed send (RocketMQ's 30 s).
@@ -108,6 +119,8 @@ impl Producer {
             retries: RETRIES_DEFAULT,
             next_queue: AtomicU64::new(0),
             fault: Mutex::new(FaultTolerance::new(FAILURE_BACKOFF_DEFAULT)),
+            ordered_queues: Mutex::new(HashMap::new()),
+            ordered_reroute: false,
         }
     }
 
@@ -120,6 +133,13 @@ impl Producer {
     /// Sets how long a broker is avoided after a failed send (slow answers earn multiples).
     pub fn with_failure_backoff(self, backoff: Duration) -> Self {
         *self.fault.lock().unwrap_or_else(|p| p.into_inner()) = FaultTolerance::new(backoff);
+        self
+    }
+
+    /// Lets ordered sends move to another queue when their queue's broker is gone (order
+    /// across the move is then not guaranteed). Off by default: the send fails instead.
+    pub fn with_ordered_reroute(mut self, reroute: bool) -> Self {
+        self.ordered_reroute = reroute;
         self
     }
 
@@ -301,7 +321,21 @@ impl Producer {
         }
         let mut fault = self.fault();
         if let Some(key) = sharding_key {
-            let target = targets[(sharding_hash(key) % targets.len() as u64) as usize].clone();
+            let target = if self.ordered_reroute {
+                targets[(sharding_hash(key) % targets.len() as u64) as usize].clone()
+            } else {
+                let mut known = self
+                    .ordered_queues
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                let slots = known.entry(route.topic.clone()).or_default();
+                ordered_target(slots, &targets, key).map_err(|slot| {
+                    ClientError::Invalid(format!(
+                        "ordered send to topic {}: the key's queue {} is on broker {}, which is not in the route (down?); it is not re-routed, to keep the key's order: retry later, or opt in with Producer::with_ordered_reroute",
+                        route.topic, slot.queue_id, slot.broker_name
+                    ))
+                })?
+            };
             fault.note_attempt(&target.broker_name, Instant::now());
             return Ok(target);
         }
@@ -338,6 +372,30 @@ impl Producer {
     }
 }
 
+/// The queue of `key` among every queue the topic has been seen with (`known`, which only
+/// grows), or the missing slot when its broker is not among the current `targets`.
+fn ordered_target(
+    known: &mut Vec<QueueSlot>,
+    targets: &[Target],
+    key: &str,
+) -> Result<Target, QueueSlot> {
+    for target in targets {
+        let slot = QueueSlot {
+            broker_name: target.broker_name.clone(),
+            queue_id: target.queue_id,
+        };
+        if let Err(at) = known.binary_search(&slot) {
+            known.insert(at, slot);
+        }
+    }
+    let slot = &known[(sharding_hash(key) % known.len() as u64) as usize];
+    targets
+        .iter()
+        .find(|t| t.broker_name == slot.broker_name && t.queue_id == slot.queue_id)
+        .cloned()
+        .ok_or_else(|| slot.clone())
+}
+
 fn results(response: &SendResponse) -> Vec<SendResult> {
     response
         .msg_ids
@@ -369,3 +427,6 @@ fn now_ms() -> u64 {
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests;
