@@ -57,58 +57,16 @@ async fn wait_brokers(
 async fn brokers_register_route_leave_and_expire() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
-    let tls = dir.path().join("tls");
-    let plan = CertPlan {
-        nodes: vec![
-            ("namesrv".into(), vec![]),
-            ("broker-a".into(), vec![]),
-            ("broker-b".into(), vec![]),
-        ],
-        clients: vec![("admin".into(), true)],
-    };
-    init_dir(&tls, &plan).unwrap();
-    let tls_arg = tls.to_str().unwrap().to_owned();
-    let ns_spec = Spec {
-        program: "quiver-namesrv".into(),
-        args: vec![
-            "--tls-dir".into(),
-            tls_arg.clone(),
-            "--expiry".into(),
-            "1s".into(),
-        ],
-        envs: vec![],
-    };
-    let mut ns1 = Server::start(&ns_spec, &dir.path().join("ns1")).unwrap();
-    let ns2 = Server::start(&ns_spec, &dir.path().join("ns2")).unwrap();
-    let broker_args = |name: &str| -> Vec<String> {
-        [
-            "--tls-dir",
-            &tls_arg,
-            "--broker-name",
-            name,
-            "--cluster",
-            "c1",
-            "--heartbeat-interval",
-            "100ms",
-            "--namesrv",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .chain([format!("{},{}", ns1.addr, ns2.addr)])
-        .collect()
-    };
-    let broker_spec = Spec {
-        program: "quiver-broker".into(),
-        args: broker_args("broker-a"),
-        envs: vec![],
-    };
-    let mut broker = Server::start(&broker_spec, &dir.path().join("broker-a")).unwrap();
-    let spec_b = Spec {
-        program: "quiver-broker".into(),
-        args: broker_args("broker-b"),
-        envs: vec![],
-    };
-    let broker_b = Server::start(&spec_b, &dir.path().join("broker-b")).unwrap();
+    let Cluster {
+        tls,
+        namesrvs,
+        brokers,
+    } = start_cluster(dir.path(), 2, &["broker-a", "broker-b"]);
+    let mut namesrvs = namesrvs.into_iter();
+    let (mut ns1, ns2) = (namesrvs.next().unwrap(), namesrvs.next().unwrap());
+    let mut brokers = brokers.into_iter();
+    let (mut broker, broker_b) = (brokers.next().unwrap(), brokers.next().unwrap());
+    let namesrv_list = [ns1.addr.clone(), ns2.addr.clone()];
 
     // `topic create` through the name servers puts 4 queues on every registered broker; the
     // next heartbeats (sent at once on a topic change) bring the route to both name servers.
@@ -208,7 +166,7 @@ async fn brokers_register_route_leave_and_expire() {
         .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::BrokerConflict), "{err}");
     let output = Command::new(bin("quiver-broker"))
-        .args(broker_args("broker-a"))
+        .args(broker_args(&tls, "broker-a", &namesrv_list))
         .args(["--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path().join("impostor"))
         .env("QUIVER_EXIT_ON_STDIN_EOF", "1")
@@ -283,70 +241,86 @@ async fn brokers_register_route_leave_and_expire() {
     }
 }
 
-/// Starts one name server and `brokers` brokers sharing `tls`; returns them.
-fn start_cluster(
-    dir: &std::path::Path,
-    tls: &std::path::Path,
-    brokers: &[&str],
-) -> (Server, Vec<Server>) {
+/// Name servers and brokers sharing one CA in `<dir>/tls`.
+struct Cluster {
+    tls: std::path::PathBuf,
+    namesrvs: Vec<Server>,
+    brokers: Vec<Server>,
+}
+
+/// Flags of a test broker: 100 ms heartbeats to `namesrvs`, cluster `c1`.
+fn broker_args(tls: &std::path::Path, name: &str, namesrvs: &[String]) -> Vec<String> {
+    let tls = tls.to_str().unwrap();
+    [
+        "--tls-dir",
+        tls,
+        "--broker-name",
+        name,
+        "--cluster",
+        "c1",
+        "--heartbeat-interval",
+        "100ms",
+        "--namesrv",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([namesrvs.join(",")])
+    .collect()
+}
+
+/// Starts `n_namesrvs` name servers (expiry 1 s) and the named brokers.
+fn start_cluster(dir: &std::path::Path, n_namesrvs: usize, brokers: &[&str]) -> Cluster {
+    let tls = dir.join("tls");
     let mut nodes = vec![("namesrv".to_string(), vec![])];
     nodes.extend(brokers.iter().map(|b| (b.to_string(), vec![])));
     init_dir(
-        tls,
+        &tls,
         &CertPlan {
             nodes,
             clients: vec![("admin".into(), true)],
         },
     )
     .unwrap();
-    let tls_arg = tls.to_str().unwrap().to_owned();
     let ns_spec = Spec {
         program: "quiver-namesrv".into(),
-        args: vec![
-            "--tls-dir".into(),
-            tls_arg.clone(),
-            "--expiry".into(),
-            "1s".into(),
-        ],
-        envs: vec![],
-    };
-    let ns = Server::start(&ns_spec, &dir.join("ns")).unwrap();
-    let servers = brokers
-        .iter()
-        .map(|name| {
-            let args = [
-                "--tls-dir",
-                &tls_arg,
-                "--broker-name",
-                name,
-                "--heartbeat-interval",
-                "100ms",
-                "--namesrv",
-                &ns.addr,
-            ]
+        args: ["--tls-dir", tls.to_str().unwrap(), "--expiry", "1s"]
             .iter()
             .map(|s| s.to_string())
-            .collect();
-            Server::start(
-                &Spec {
-                    program: "quiver-broker".into(),
-                    args,
-                    envs: vec![],
-                },
-                &dir.join(name),
-            )
-            .unwrap()
+            .collect(),
+        envs: vec![],
+    };
+    let namesrvs: Vec<Server> = (0..n_namesrvs)
+        .map(|i| Server::start(&ns_spec, &dir.join(format!("ns{i}"))).unwrap())
+        .collect();
+    let addrs: Vec<String> = namesrvs.iter().map(|ns| ns.addr.clone()).collect();
+    let brokers = brokers
+        .iter()
+        .map(|name| {
+            let spec = Spec {
+                program: "quiver-broker".into(),
+                args: broker_args(&tls, name, &addrs),
+                envs: vec![],
+            };
+            Server::start(&spec, &dir.join(name)).unwrap()
         })
         .collect();
-    (ns, servers)
+    Cluster {
+        tls,
+        namesrvs,
+        brokers,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn producers_route_around_a_killed_broker_without_failed_sends() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
-    let tls = dir.path().join("tls");
-    let (ns, mut brokers) = start_cluster(dir.path(), &tls, &["broker-a", "broker-b"]);
+    let Cluster {
+        tls,
+        namesrvs,
+        mut brokers,
+    } = start_cluster(dir.path(), 1, &["broker-a", "broker-b"]);
+    let ns = &namesrvs[0];
     let admin = Admin::new(client(&[&ns.addr], &tls, Some("admin")));
     admin.create_topic("load", 4).await.unwrap();
     wait_brokers(&ns.addr, &tls, "load", 2, HEARTBEAT * 50).await;
@@ -467,5 +441,4 @@ async fn producers_route_around_a_killed_broker_without_failed_sends() {
         acked.len()
     );
     assert_eq!(lost, 0);
-    drop(ns);
 }
