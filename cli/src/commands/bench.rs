@@ -16,7 +16,8 @@ use crate::output::table;
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// Workload: w1 sync 1 KiB sends, w3 durable 1000-message batches, w4 the same against an
+    /// Workload: w1 sync 1 KiB sends, w2 many sync sends in flight (--connections,
+    /// --per-connection), w3 durable 1000-message batches, w4 the same against an
     /// async-flush broker, w6 catch-up consume of a backlog.
     #[arg(value_enum)]
     workload: Workload,
@@ -29,7 +30,13 @@ pub struct BenchArgs {
     /// Message size in bytes.
     #[arg(long, default_value_t = 1024)]
     size: usize,
-    /// w1: messages to send.
+    /// w2: connections (each with its own QUIC connection).
+    #[arg(long, default_value_t = 1)]
+    connections: usize,
+    /// w2: sync sends in flight per connection.
+    #[arg(long, default_value_t = 64)]
+    per_connection: usize,
+    /// w1/w2: messages to send.
     #[arg(long, default_value_t = 20_000)]
     messages: u64,
     /// w3/w4: batches to send.
@@ -49,6 +56,7 @@ pub struct BenchArgs {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum Workload {
     W1,
+    W2,
     W3,
     W4,
     W6,
@@ -65,6 +73,7 @@ pub async fn run(args: BenchArgs, ctx: &Context) -> anyhow::Result<()> {
     let flush_mode = admin.stats(&broker).await?.flush_mode;
     let report = match args.workload {
         Workload::W1 => w1(&args, ctx).await?,
+        Workload::W2 => w2(&args, ctx).await?,
         Workload::W3 => batches(&args, ctx, "w3").await?,
         Workload::W4 => {
             if flush_mode != "async" {
@@ -131,6 +140,51 @@ async fn w1(args: &BenchArgs, ctx: &Context) -> anyhow::Result<Value> {
         "p50_ms": micros(&hist, 0.5) / 1000.0,
         "p99_ms": micros(&hist, 0.99) / 1000.0,
         "p999_ms": micros(&hist, 0.999) / 1000.0,
+    }))
+}
+
+/// W2: `connections` QUIC connections, each with `per_connection` sync sends in flight.
+async fn w2(args: &BenchArgs, ctx: &Context) -> anyhow::Result<Value> {
+    let mut producers = Vec::new();
+    for _ in 0..args.connections.max(1) {
+        let client = quiver_client::Client::new(ctx.client.options().clone())?;
+        let producer = Arc::new(Producer::new(client));
+        producer
+            .send(&args.topic, Message::new(body(args.size)))
+            .await?;
+        producers.push(producer);
+    }
+    let senders = producers.len() * args.per_connection.max(1);
+    let per_sender = args.messages / senders as u64 + 1;
+    let started = Instant::now();
+    let mut tasks = JoinSet::new();
+    for producer in &producers {
+        for _ in 0..args.per_connection.max(1) {
+            let (producer, topic, size) = (producer.clone(), args.topic.clone(), args.size);
+            tasks.spawn(async move {
+                let mut hist = Histogram::<u64>::new(3).expect("3 significant digits is valid");
+                let message = Message::new(body(size));
+                for _ in 0..per_sender {
+                    let sent = Instant::now();
+                    producer.send(&topic, message.clone()).await?;
+                    hist.record(sent.elapsed().as_nanos() as u64)?;
+                }
+                Ok::<_, anyhow::Error>(hist)
+            });
+        }
+    }
+    let mut hist = Histogram::<u64>::new(3)?;
+    while let Some(done) = tasks.join_next().await {
+        hist.add(done??)?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let n_msgs = per_sender * senders as u64;
+    Ok(json!({
+        "workload": format!("w2 sync sends, {} connections x {} in flight", producers.len(), args.per_connection),
+        "messages": n_msgs,
+        "msg_per_s": (n_msgs as f64 / secs).round(),
+        "p50_ms": micros(&hist, 0.5) / 1000.0,
+        "p99_ms": micros(&hist, 0.99) / 1000.0,
     }))
 }
 
