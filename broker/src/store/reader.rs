@@ -120,15 +120,10 @@ impl Store {
             if topic_id != meta.id {
                 continue;
             }
-            if let Some(value) = consume.get((topic_id, queue_id, offset))? {
-                let entry = ConsumeEntry::from_bytes(&value.value());
-                if entry.pos < shared.log_start.load(std::sync::atomic::Ordering::Acquire) {
-                    continue; // being removed by retention
-                }
-                if !budget.admit(&entry) {
-                    break;
-                }
-                found.push(load(shared, topic, offset, &entry)?);
+            if let Some(value) = consume.get((topic_id, queue_id, offset))?
+                && !budget.offer(shared, topic, offset, &value.value(), &mut found)?
+            {
+                break;
             }
         }
         if found.is_empty() {
@@ -175,15 +170,10 @@ impl Store {
             if stored_ms < begin || stored_ms >= end {
                 continue;
             }
-            if let Some(value) = consume.get((meta.id, queue_id, offset))? {
-                let entry = ConsumeEntry::from_bytes(&value.value());
-                if entry.pos < shared.log_start.load(std::sync::atomic::Ordering::Acquire) {
-                    continue; // being removed by retention
-                }
-                if !budget.admit(&entry) {
-                    break;
-                }
-                found.push(load(shared, topic, offset, &entry)?);
+            if let Some(value) = consume.get((meta.id, queue_id, offset))?
+                && !budget.offer(shared, topic, offset, &value.value(), &mut found)?
+            {
+                break;
             }
         }
         if found.is_empty() {
@@ -217,6 +207,27 @@ impl QueryBudget {
             msgs_left: msgs_max,
             bytes: 0,
         }
+    }
+
+    /// Loads the message of a consume-index value into `found` unless retention is removing
+    /// it; `false` when the budget is spent (stop looking).
+    fn offer(
+        &mut self,
+        shared: &Shared,
+        topic: &str,
+        offset: u64,
+        value: &[u8; 40],
+        found: &mut Vec<StoredMessage>,
+    ) -> Result<bool, StoreError> {
+        let entry = ConsumeEntry::from_bytes(value);
+        if entry.pos < shared.log_start.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(true); // being removed by retention
+        }
+        if !self.admit(&entry) {
+            return Ok(false);
+        }
+        found.push(load(shared, topic, offset, &entry)?);
+        Ok(true)
     }
 
     fn admit(&mut self, entry: &ConsumeEntry) -> bool {

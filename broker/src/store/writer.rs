@@ -128,7 +128,7 @@ impl Writer {
         self.buf.clear();
         let mut result = Ok(());
         for job in jobs {
-            let job_bytes: usize = job.messages.iter().map(record::encoded_len).sum();
+            let job_bytes = job.bytes; // the records' encoded length, summed when the send was checked
             let segment_bytes = self.shared.config.segment_bytes.as_u64();
             let used = self.active_len + self.buf.len() as u64;
             if used > 0
