@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -65,8 +66,16 @@ struct Inner {
     endpoint: ClientEndpoint,
     // Mutex: connections are looked up once per call and created rarely.
     conns: Mutex<HashMap<String, Arc<RpcClient>>>,
-    // Route and when it was fetched.
-    routes: Mutex<HashMap<String, (Arc<TopicRoute>, Instant)>>,
+    routes: Mutex<HashMap<String, CachedRoute>>,
+    // Index of the name server that answered last.
+    namesrv_preferred: AtomicUsize,
+}
+
+/// A cached route, when it was fetched (or last tried), and whether a refresh is under way.
+struct CachedRoute {
+    route: Arc<TopicRoute>,
+    fetched: Instant,
+    refreshing: bool,
 }
 
 impl Client {
@@ -86,6 +95,7 @@ impl Client {
                 endpoint,
                 conns: Mutex::new(HashMap::new()),
                 routes: Mutex::new(HashMap::new()),
+                namesrv_preferred: AtomicUsize::new(0),
             }),
         })
     }
@@ -147,7 +157,9 @@ impl Client {
             .await?)
     }
 
-    /// Calls the name servers in order until one answers (a server's error answer is final).
+    /// Calls the name servers until one answers (a server's error answer is final),
+    /// starting with the one that answered last, so a dead name server costs one timeout,
+    /// not one per call.
     pub async fn call_namesrv<Req, Resp>(
         &self,
         code: RequestCode,
@@ -157,9 +169,12 @@ impl Client {
         Req: serde::Serialize,
         Resp: for<'a> serde::Deserialize<'a>,
     {
+        let namesrvs = &self.inner.options.namesrv;
+        let first = self.inner.namesrv_preferred.load(Ordering::Relaxed);
         let mut last = None;
-        for addr in &self.inner.options.namesrv {
-            match self.call(addr, code, request).await {
+        for i in 0..namesrvs.len() {
+            let index = (first + i) % namesrvs.len();
+            match self.call(&namesrvs[index], code, request).await {
                 Err(ClientError::Net(
                     err @ (NetError::Connect { .. }
                     | NetError::Timeout { .. }
@@ -167,50 +182,83 @@ impl Client {
                 )) => {
                     last = Some(err);
                 }
-                other => return other,
+                other => {
+                    self.inner.namesrv_preferred.store(index, Ordering::Relaxed);
+                    return other;
+                }
             }
         }
         Err(ClientError::Net(last.expect("at least one name server")))
     }
 
-    /// A topic's route: from the cache while it is younger than `route_refresh`, else from
-    /// the name servers. When no name server answers, a cached route keeps being used (the
-    /// brokers may well be alive).
+    /// A topic's route. A cached route is returned at once; once it is older than
+    /// `route_refresh`, one background task fetches it again (so sends never wait on the name
+    /// servers, and a name server outage costs nothing while the brokers are up). Without a
+    /// cached route the name servers are asked and the caller waits.
     pub async fn route(&self, topic: &str) -> Result<Arc<TopicRoute>, ClientError> {
-        let cached = self
-            .inner
-            .routes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(topic)
-            .cloned();
-        match cached {
-            Some((route, fetched)) if fetched.elapsed() < self.inner.options.route_refresh => {
+        let stale = {
+            let mut routes = self.inner.routes.lock().unwrap_or_else(|p| p.into_inner());
+            match routes.get_mut(topic) {
+                Some(cached) => {
+                    let stale = !cached.refreshing
+                        && cached.fetched.elapsed() >= self.inner.options.route_refresh;
+                    cached.refreshing |= stale;
+                    Some((cached.route.clone(), stale))
+                }
+                None => None,
+            }
+        };
+        match stale {
+            Some((route, true)) => {
+                let client = self.clone();
+                let topic = topic.to_owned();
+                tokio::spawn(async move { client.refresh_in_background(&topic).await });
                 Ok(route)
             }
-            Some((route, _)) => match self.refresh_route(topic).await {
-                Err(err) if is_unreachable(&err) => {
-                    tracing::debug!(topic, cause = %err, "name servers unreachable; using the cached route");
-                    Ok(route)
-                }
-                other => other,
-            },
+            Some((route, false)) => Ok(route),
             None => self.refresh_route(topic).await,
         }
     }
 
-    /// Fetches a topic's route again.
+    /// The background half of [`Client::route`]: a name server's answer replaces the cached
+    /// route ("topic not found" drops it, so the next caller sees that error); when no name
+    /// server answers, the cached route is kept and tried again one refresh interval later.
+    async fn refresh_in_background(&self, topic: &str) {
+        let result = self.refresh_route(topic).await;
+        let mut routes = self.inner.routes.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(_) => {}
+            Err(err) if is_unreachable(&err) => {
+                tracing::debug!(topic, cause = %err, "name servers unreachable; keeping the cached route");
+                if let Some(cached) = routes.get_mut(topic) {
+                    cached.fetched = Instant::now();
+                    cached.refreshing = false;
+                }
+            }
+            Err(err) => {
+                tracing::debug!(topic, cause = %err, "route refresh refused; dropping the cached route");
+                routes.remove(topic);
+            }
+        }
+    }
+
+    /// Fetches a topic's route from the name servers now, and caches it.
     pub async fn refresh_route(&self, topic: &str) -> Result<Arc<TopicRoute>, ClientError> {
         let request = RouteGet {
             topic: topic.to_owned(),
         };
         let route: Arc<TopicRoute> =
             Arc::new(self.call_namesrv(RequestCode::RouteGet, &request).await?);
+        let cached = CachedRoute {
+            route: route.clone(),
+            fetched: Instant::now(),
+            refreshing: false,
+        };
         self.inner
             .routes
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(topic.to_owned(), (route.clone(), Instant::now()));
+            .insert(topic.to_owned(), cached);
         Ok(route)
     }
 

@@ -3,6 +3,8 @@
 use quiver_net::NetError;
 use quiver_proto::{ErrorCode, WireError};
 
+use crate::queue::MessageQueue;
+
 /// Why a client call failed.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
@@ -16,6 +18,17 @@ pub enum ClientError {
     /// The arguments are wrong; the message says how to fix them.
     #[error("{0}")]
     Invalid(String),
+    /// An ordered send could not reach its key's queue, and was not moved to another queue
+    /// (which would break the key's order).
+    #[error(
+        "ordered send: the key's queue {queue} is unavailable: {cause}; the key is not re-routed, to keep its order: retry later, or opt in to moving with Producer::with_ordered_reroute"
+    )]
+    OrderedQueueUnavailable {
+        /// The key's queue.
+        queue: MessageQueue,
+        /// Why it could not be used.
+        cause: String,
+    },
 }
 
 impl ClientError {

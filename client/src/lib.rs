@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`client`]: [`Client`], the shared endpoint, connections by address, route cache, calls.
 //! - [`producer`]: [`Producer`]: sync, async, oneway, ordered and batch sends with retries.
+//! - [`queue`]: [`MessageQueue`]: one queue of a topic on one broker.
 //! - [`consumer`]: [`PullConsumer`]: read a queue from an offset, with long-poll.
 //! - [`fault`]: latency fault tolerance: which brokers a producer avoids, and its counters.
 //! - [`admin`]: [`Admin`]: topics, queries, offsets, broker stats.
@@ -15,12 +16,14 @@ pub mod consumer;
 pub mod error;
 pub mod fault;
 pub mod producer;
+pub mod queue;
 
 pub use admin::{Admin, BrokerChoice, BrokerTopic};
 pub use client::{Client, ClientOptions};
-pub use consumer::PullConsumer;
+pub use consumer::{PullConsumer, QueueRange};
 pub use error::ClientError;
 pub use producer::{Message, Producer, SendResult};
+pub use queue::MessageQueue;
 pub use quiver_proto::{ErrorCode, MessageId, StoredMessage};
 
 /// Default name server / standalone address.

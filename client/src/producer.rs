@@ -15,6 +15,7 @@ use quiver_proto::{ErrorCode, MessageId, RequestCode, SendMessage};
 use crate::client::Client;
 use crate::error::ClientError;
 use crate::fault::{BrokerCounters, FaultTolerance};
+use crate::queue::{MessageQueue, RoutedQueue, routed_queues};
 
 /// Default retries after a retryable failure.
 pub const RETRIES_DEFAULT: u32 = 2;
@@ -70,12 +71,12 @@ impl Message {
 }
 
 /// Where a sent message went.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SendResult {
     /// Its id.
     pub msg_id: MessageId,
-    /// Queue.
-    pub queue_id: u32,
+    /// The queue it is stored in.
+    pub queue: MessageQueue,
     /// Offset in the queue.
     pub offset: u64,
 }
@@ -89,27 +90,12 @@ pub struct Producer {
     fault: Mutex<FaultTolerance>,
     // Every queue each topic has been seen with, so an ordered key keeps its queue when a
     // broker drops out of the route (Mutex: touched once per ordered send).
-    ordered_queues: Mutex<HashMap<String, Vec<QueueSlot>>>,
+    ordered_queues: Mutex<HashMap<String, Vec<MessageQueue>>>,
     ordered_reroute: bool,
-}
-
-/// A queue an ordered key can map to.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct QueueSlot {
-    broker_name: String,
-    queue_id: u32,
 }
 
 /// Default back-off of a broker after a failed send (RocketMQ's 30 s).
 pub const FAILURE_BACKOFF_DEFAULT: Duration = Duration::from_secs(30);
-
-/// A target queue: broker address and queue id.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Target {
-    broker_name: String,
-    addr: String,
-    queue_id: u32,
-}
 
 impl Producer {
     /// A producer with the default retries.
@@ -136,8 +122,10 @@ impl Producer {
         self
     }
 
-    /// Lets ordered sends move to another queue when their queue's broker is gone (order
-    /// across the move is then not guaranteed). Off by default: the send fails instead.
+    /// Lets ordered sends move to another queue while their queue's broker is gone, failing
+    /// or backing off (only those keys move, and back when it recovers; order across a move is
+    /// not guaranteed). Off by default: such a send fails with
+    /// [`ClientError::OrderedQueueUnavailable`] instead.
     pub fn with_ordered_reroute(mut self, reroute: bool) -> Self {
         self.ordered_reroute = reroute;
         self
@@ -153,8 +141,8 @@ impl Producer {
 
     /// Sync send: returns after the broker acknowledged the message as durable.
     pub async fn send(&self, topic: &str, message: Message) -> Result<SendResult, ClientError> {
-        let results = self.send_batch(topic, vec![message]).await?;
-        Ok(results[0])
+        let mut results = self.send_batch(topic, vec![message]).await?;
+        Ok(results.remove(0))
     }
 
     /// Sends with an explicit id (what a retry of an earlier attempt does).
@@ -165,8 +153,8 @@ impl Producer {
         message: Message,
     ) -> Result<SendResult, ClientError> {
         let batch = vec![message.into_send(msg_id)];
-        let results = self.send_prepared(topic, batch, None).await?;
-        Ok(results[0])
+        let mut results = self.send_prepared(topic, batch, None).await?;
+        Ok(results.remove(0))
     }
 
     /// Batch send: all messages go to one queue with consecutive offsets, all or nothing.
@@ -183,7 +171,9 @@ impl Producer {
     }
 
     /// Ordered send: every message with the same sharding key goes to the same queue, in
-    /// send order. It is not re-routed when that queue fails; the error is returned.
+    /// send order. When that queue's broker fails, retries go to the same queue, then
+    /// [`ClientError::OrderedQueueUnavailable`] is returned; the key is not moved unless
+    /// [`Producer::with_ordered_reroute`] allows it.
     pub async fn send_ordered(
         &self,
         topic: &str,
@@ -191,8 +181,8 @@ impl Producer {
         message: Message,
     ) -> Result<SendResult, ClientError> {
         let batch = vec![message.into_send(new_id())];
-        let results = self.send_prepared(topic, batch, Some(sharding_key)).await?;
-        Ok(results[0])
+        let mut results = self.send_prepared(topic, batch, Some(sharding_key)).await?;
+        Ok(results.remove(0))
     }
 
     /// Oneway send: no acknowledgement; returns once the request reached the broker's QUIC
@@ -207,7 +197,7 @@ impl Producer {
         let target = self.pick(&route, None, None)?;
         let request = SendRequest {
             topic: topic.to_owned(),
-            queue_id: target.queue_id,
+            queue_id: target.queue.queue_id,
             messages: vec![message.into_send(msg_id)],
         };
         self.client
@@ -224,44 +214,56 @@ impl Producer {
     ) -> Result<Vec<SendResult>, ClientError> {
         let mut attempt = 0;
         let mut failed_broker: Option<String> = None;
+        let strict_order = sharding_key.is_some() && !self.ordered_reroute;
         loop {
             let result = self
                 .attempt(topic, &messages, sharding_key, failed_broker.as_deref())
                 .await;
             match result {
-                Ok(response) => return Ok(results(&response)),
-                Err((broker, err)) if attempt < self.retries && err.is_retryable() => {
-                    tracing::debug!(topic, attempt, broker = broker.as_deref(), cause = %err, "send failed; retrying on another broker");
-                    failed_broker = broker;
+                Ok((queue, response)) => return Ok(results(queue, &response)),
+                Err((queue, err)) if attempt < self.retries && err.is_retryable() => {
+                    // Ordered sends retry their own queue; others move to another broker.
+                    tracing::debug!(topic, attempt, queue = ?queue, cause = %err, "send failed; retrying");
+                    failed_broker = queue.map(|q| q.broker_name);
                     attempt += 1;
                 }
-                Err((_, err)) => {
+                Err((queue, err)) => {
                     if err.code() == Some(ErrorCode::TopicNotFound)
                         || err.code() == Some(ErrorCode::QueueOutOfRange)
                     {
                         self.client.forget_route(topic);
                     }
-                    return Err(err);
+                    return Err(match queue {
+                        Some(queue) if strict_order && err.is_retryable() => {
+                            // Learn at once whether the broker has left the route.
+                            self.client.forget_route(topic);
+                            ClientError::OrderedQueueUnavailable {
+                                queue,
+                                cause: err.to_string(),
+                            }
+                        }
+                        _ => err,
+                    });
                 }
             }
         }
     }
 
-    /// One attempt; a failure names the broker it happened on.
+    /// One attempt; a failure names the queue it happened on.
     async fn attempt(
         &self,
         topic: &str,
         messages: &[SendMessage],
         sharding_key: Option<&str>,
         avoid: Option<&str>,
-    ) -> Result<SendResponse, (Option<String>, ClientError)> {
+    ) -> Result<(MessageQueue, SendResponse), (Option<MessageQueue>, ClientError)> {
         let route = self.client.route(topic).await.map_err(|err| (None, err))?;
         let target = self
             .pick(&route, sharding_key, avoid)
             .map_err(|err| (None, err))?;
         let request = SendRequest {
             topic: topic.to_owned(),
-            queue_id: target.queue_id,
+            queue_id: target.queue.queue_id,
             messages: messages.to_vec(),
         };
         let started = Instant::now();
@@ -272,12 +274,15 @@ impl Producer {
         // Only failures that say something about the broker count against it.
         let failed = result.as_ref().is_err_and(ClientError::is_retryable);
         self.fault().note_outcome(
-            &target.broker_name,
+            &target.queue.broker_name,
             started.elapsed(),
             failed,
             Instant::now(),
         );
-        result.map_err(|err| (Some(target.broker_name), err))
+        match result {
+            Ok(response) => Ok((target.queue, response)),
+            Err(err) => Err((Some(target.queue), err)),
+        }
     }
 
     fn fault(&self) -> std::sync::MutexGuard<'_, FaultTolerance> {
@@ -292,26 +297,10 @@ impl Producer {
         route: &TopicRoute,
         sharding_key: Option<&str>,
         avoid: Option<&str>,
-    ) -> Result<Target, ClientError> {
-        let targets: Vec<Target> = route
-            .queues
-            .iter()
+    ) -> Result<RoutedQueue, ClientError> {
+        let targets: Vec<RoutedQueue> = routed_queues(route)
+            .into_iter()
             .filter(|q| q.writable)
-            .filter_map(|q| {
-                let addr = route
-                    .brokers
-                    .iter()
-                    .find(|b| b.broker_name == q.broker_name)?
-                    .addr
-                    .clone();
-                let broker_name = q.broker_name.clone();
-                Some((0..q.queues).map(move |queue_id| Target {
-                    broker_name: broker_name.clone(),
-                    addr: addr.clone(),
-                    queue_id,
-                }))
-            })
-            .flatten()
             .collect();
         if targets.is_empty() {
             return Err(ClientError::Invalid(format!(
@@ -320,90 +309,115 @@ impl Producer {
             )));
         }
         let mut fault = self.fault();
+        let now = Instant::now();
         if let Some(key) = sharding_key {
-            let target = if self.ordered_reroute {
-                targets[(sharding_hash(key) % targets.len() as u64) as usize].clone()
-            } else {
-                let mut known = self
-                    .ordered_queues
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                let slots = known.entry(route.topic.clone()).or_default();
-                ordered_target(slots, &targets, key).map_err(|slot| {
-                    ClientError::Invalid(format!(
-                        "ordered send to topic {}: the key's queue {} is on broker {}, which is not in the route (down?); it is not re-routed, to keep the key's order: retry later, or opt in with Producer::with_ordered_reroute",
-                        route.topic, slot.queue_id, slot.broker_name
-                    ))
-                })?
+            let mut known = self
+                .ordered_queues
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let known = known.entry(route.topic.clone()).or_default();
+            let usable = |t: &RoutedQueue| {
+                Some(t.queue.broker_name.as_str()) != avoid
+                    && fault.is_available(&t.queue.broker_name, now)
             };
-            fault.note_attempt(&target.broker_name, Instant::now());
+            let target = ordered_choice(known, &targets, key, self.ordered_reroute, usable)
+                .map_err(|home| ClientError::OrderedQueueUnavailable {
+                    cause: format!(
+                        "broker {} is not in the topic's route (down?)",
+                        home.broker_name
+                    ),
+                    queue: home,
+                })?;
+            fault.note_attempt(&target.queue.broker_name, now);
             return Ok(target);
         }
         let start = self.next_queue.fetch_add(1, Ordering::Relaxed) as usize;
-        let now = Instant::now();
         let in_order = (0..targets.len()).map(|i| &targets[(start + i) % targets.len()]);
         let mut avoided = Vec::new();
         let mut chosen = None;
         for target in in_order.clone() {
-            if Some(target.broker_name.as_str()) == avoid {
+            let broker = &target.queue.broker_name;
+            if Some(broker.as_str()) == avoid {
                 continue;
             }
-            if fault.is_available(&target.broker_name, now) {
+            if fault.is_available(broker, now) {
                 chosen = Some(target.clone());
                 break;
             }
-            if !avoided.contains(&target.broker_name) {
-                avoided.push(target.broker_name.clone());
+            if !avoided.contains(broker) {
+                avoided.push(broker.clone());
             }
         }
         let chosen = chosen
             .or_else(|| {
                 in_order
                     .clone()
-                    .find(|t| Some(t.broker_name.as_str()) != avoid)
+                    .find(|t| Some(t.queue.broker_name.as_str()) != avoid)
                     .cloned()
             })
             .unwrap_or_else(|| targets[start % targets.len()].clone());
-        for broker in avoided.iter().filter(|b| **b != chosen.broker_name) {
+        for broker in avoided.iter().filter(|b| **b != chosen.queue.broker_name) {
             fault.note_avoided(broker);
         }
-        fault.note_attempt(&chosen.broker_name, now);
+        fault.note_attempt(&chosen.queue.broker_name, now);
         Ok(chosen)
     }
 }
 
-/// The queue of `key` among every queue the topic has been seen with (`known`, which only
-/// grows), or the missing slot when its broker is not among the current `targets`.
+/// The queue of `key` among every queue the topic has been seen with (`known`, sorted, only
+/// grows), or that queue when its broker is not among the current `targets`.
 fn ordered_target(
-    known: &mut Vec<QueueSlot>,
-    targets: &[Target],
+    known: &mut Vec<MessageQueue>,
+    targets: &[RoutedQueue],
     key: &str,
-) -> Result<Target, QueueSlot> {
+) -> Result<RoutedQueue, MessageQueue> {
     for target in targets {
-        let slot = QueueSlot {
-            broker_name: target.broker_name.clone(),
-            queue_id: target.queue_id,
-        };
-        if let Err(at) = known.binary_search(&slot) {
-            known.insert(at, slot);
+        if let Err(at) = known.binary_search(&target.queue) {
+            known.insert(at, target.queue.clone());
         }
     }
-    let slot = &known[(sharding_hash(key) % known.len() as u64) as usize];
+    let queue = &known[(sharding_hash(key) % known.len() as u64) as usize];
     targets
         .iter()
-        .find(|t| t.broker_name == slot.broker_name && t.queue_id == slot.queue_id)
+        .find(|t| t.queue == *queue)
         .cloned()
-        .ok_or_else(|| slot.clone())
+        .ok_or_else(|| queue.clone())
 }
 
-fn results(response: &SendResponse) -> Vec<SendResult> {
+/// The queue of an ordered send of `key`: its home queue (see [`ordered_target`]); with
+/// `reroute`, a key whose home is missing or not `usable` hashes over the usable queues instead
+/// (over all of them when none is usable), so only those keys move. Without `reroute`, a home
+/// missing from the route is the error.
+fn ordered_choice(
+    known: &mut Vec<MessageQueue>,
+    targets: &[RoutedQueue],
+    key: &str,
+    reroute: bool,
+    usable: impl Fn(&RoutedQueue) -> bool,
+) -> Result<RoutedQueue, MessageQueue> {
+    match ordered_target(known, targets, key) {
+        Ok(home) if !reroute || usable(&home) => Ok(home),
+        Err(home) if !reroute => Err(home),
+        _ => {
+            let usable: Vec<&RoutedQueue> = targets.iter().filter(|t| usable(t)).collect();
+            let pool: Vec<&RoutedQueue> = if usable.is_empty() {
+                targets.iter().collect()
+            } else {
+                usable
+            };
+            Ok(pool[(sharding_hash(key) % pool.len() as u64) as usize].clone())
+        }
+    }
+}
+
+fn results(queue: MessageQueue, response: &SendResponse) -> Vec<SendResult> {
     response
         .msg_ids
         .iter()
         .enumerate()
         .map(|(idx, msg_id)| SendResult {
             msg_id: *msg_id,
-            queue_id: response.queue_id,
+            queue: queue.clone(),
             offset: response.first_offset + idx as u64,
         })
         .collect()

@@ -13,7 +13,7 @@ mod tidy;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use quiver_client::{Admin, Client, PullConsumer, StoredMessage};
+use quiver_client::{Admin, Client, MessageQueue, PullConsumer, StoredMessage};
 use quiver_tests::harness::{Server, Spec};
 use tempfile::TempDir;
 
@@ -39,8 +39,8 @@ pub async fn setup(spec: Spec, topic: &str, queues: u32) -> Setup {
     }
 }
 
-/// Every message of every queue, by queue.
-pub async fn read_all(client: &Client, topic: &str) -> BTreeMap<u32, Vec<StoredMessage>> {
+/// Every message of every queue on every broker serving `topic`, by queue.
+pub async fn read_all(client: &Client, topic: &str) -> BTreeMap<MessageQueue, Vec<StoredMessage>> {
     let consumer = PullConsumer::new(client.clone());
     let mut all = BTreeMap::new();
     for queue in consumer.offsets(topic).await.expect("offsets") {
@@ -48,13 +48,13 @@ pub async fn read_all(client: &Client, topic: &str) -> BTreeMap<u32, Vec<StoredM
         let mut offset = queue.min_offset;
         while offset < queue.max_offset {
             let response = consumer
-                .pull(topic, queue.queue_id, offset, 1000, Duration::ZERO)
+                .pull(&queue.queue, offset, 1000, Duration::ZERO)
                 .await
                 .expect("pull");
             assert!(
                 !response.messages.is_empty(),
                 "queue {} empty at {offset}",
-                queue.queue_id
+                queue.queue
             );
             for msg in &response.messages {
                 assert!(msg.checksum_ok(), "body checksum of {}", msg.msg_id);
@@ -62,7 +62,7 @@ pub async fn read_all(client: &Client, topic: &str) -> BTreeMap<u32, Vec<StoredM
             offset = response.next_offset;
             msgs.extend(response.messages);
         }
-        all.insert(queue.queue_id, msgs);
+        all.insert(queue.queue, msgs);
     }
     all
 }

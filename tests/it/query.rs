@@ -43,8 +43,8 @@ async fn queries_by_id_and_key_find_every_copy() {
     );
     let placed: Vec<(u32, u64)> = copies.iter().map(|m| (m.queue_id, m.offset)).collect();
     assert!(
-        placed.contains(&(first.queue_id, first.offset))
-            && placed.contains(&(retry.queue_id, retry.offset))
+        placed.contains(&(first.queue.queue_id, first.offset))
+            && placed.contains(&(retry.queue.queue_id, retry.offset))
     );
 
     let by_key = admin

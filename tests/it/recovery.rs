@@ -68,6 +68,7 @@ async fn retention_removes_the_oldest_segments() {
             .unwrap();
     }
     let consumer = PullConsumer::new(s.client.clone());
+    let queue = consumer.queues("retained").await.unwrap().remove(0);
     // Retention runs every 100 ms: wait up to 100x that for the minimum offset to rise.
     let started = Instant::now();
     let min = loop {
@@ -81,17 +82,17 @@ async fn retention_removes_the_oldest_segments() {
         );
         // Wait for the next retention pass by long-polling the (idle) queue end.
         let _ = consumer
-            .pull("retained", 0, 100, 1, Duration::from_millis(check_ms))
+            .pull(&queue, 100, 1, Duration::from_millis(check_ms))
             .await;
     };
     println!(
         "retention removed offsets below {min} after {:?}",
         started.elapsed()
     );
-    let offsets = consumer.offsets("retained").await.unwrap()[0];
+    let offsets = consumer.offsets("retained").await.unwrap().remove(0);
     assert_eq!(offsets.max_offset, 100);
     let err = consumer
-        .pull("retained", 0, 0, 1, Duration::ZERO)
+        .pull(&queue, 0, 1, Duration::ZERO)
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::OffsetRemoved), "{err}");
@@ -109,10 +110,7 @@ async fn retention_removes_the_oldest_segments() {
     loop {
         let start = consumer.offsets("retained").await.unwrap()[0].min_offset;
         assert!(start >= min);
-        match consumer
-            .pull("retained", 0, start, 1000, Duration::ZERO)
-            .await
-        {
+        match consumer.pull(&queue, start, 1000, Duration::ZERO).await {
             Ok(left) => {
                 assert_eq!(left.messages.len() as u64, 100 - start);
                 assert_eq!(left.messages[0].offset, start);

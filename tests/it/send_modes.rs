@@ -56,7 +56,7 @@ async fn every_send_mode_reads_back_byte_for_byte() {
         .collect();
     let results = producer.send_batch("modes", batch).await.unwrap();
     for (i, result) in results.iter().enumerate() {
-        assert_eq!(result.queue_id, results[0].queue_id);
+        assert_eq!(result.queue, results[0].queue);
         assert_eq!(result.offset, results[0].offset + i as u64);
         expected.insert(result.msg_id.to_string(), Bytes::from(format!("batch-{i}")));
     }
@@ -84,8 +84,7 @@ async fn every_send_mode_reads_back_byte_for_byte() {
         let queue = &offsets[round as usize % offsets.len()];
         let _ = consumer
             .pull(
-                "modes",
-                queue.queue_id,
+                &queue.queue,
                 queue.max_offset,
                 1,
                 Duration::from_millis(200),
@@ -131,6 +130,10 @@ async fn ordered_sends_keep_each_key_on_one_queue_in_order() {
     }
     let all = read_all(&s.client, "ordered").await;
     let mut queue_of: BTreeMap<String, u32> = BTreeMap::new();
+    let all: BTreeMap<u32, _> = all
+        .into_iter()
+        .map(|(q, msgs)| (q.queue_id, msgs))
+        .collect();
     let mut last_seq: HashMap<String, i64> = HashMap::new();
     for (queue, msgs) in &all {
         for msg in msgs {

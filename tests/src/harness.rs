@@ -203,16 +203,23 @@ impl Server {
         self.stdin = None;
     }
 
-    /// Sends a signal (e.g. `libc::SIGTERM`) and waits for the exit.
-    pub fn signal_and_wait(&mut self, signal: i32) -> anyhow::Result<ExitStatus> {
-        let child = self.child.as_mut().ok_or_else(|| anyhow!("not running"))?;
+    /// Sends a signal (e.g. `libc::SIGSTOP`) without waiting.
+    pub fn signal(&self, signal: i32) -> anyhow::Result<()> {
+        let child = self.child.as_ref().ok_or_else(|| anyhow!("not running"))?;
         let status = Command::new("kill")
             .arg(format!("-{signal}"))
             .arg(child.id().to_string())
             .status()?;
         if !status.success() {
-            bail!("kill -{signal} failed");
+            bail!("kill -{signal} {} failed", child.id());
         }
+        Ok(())
+    }
+
+    /// Sends a signal (e.g. `libc::SIGTERM`) and waits for the exit.
+    pub fn signal_and_wait(&mut self, signal: i32) -> anyhow::Result<ExitStatus> {
+        self.signal(signal)?;
+        let child = self.child.as_mut().ok_or_else(|| anyhow!("not running"))?;
         let status = child.wait()?;
         self.child = None;
         self.stdin = None;

@@ -249,25 +249,25 @@ async fn w6(args: &BenchArgs, ctx: &Context) -> anyhow::Result<Value> {
     let started = Instant::now();
     let mut tasks = JoinSet::new();
     for queue in offsets {
-        let (consumer, topic) = (consumer.clone(), args.topic.clone());
+        let consumer = consumer.clone();
         tasks.spawn(async move {
             let mut offset = queue.min_offset;
             let (mut n_msgs, mut bytes) = (0u64, 0u64);
             while offset < queue.max_offset {
                 let response = consumer
-                    .pull(&topic, queue.queue_id, offset, 4096, Duration::ZERO)
+                    .pull(&queue.queue, offset, 4096, Duration::ZERO)
                     .await?;
                 if response.messages.is_empty() {
                     return Err(anyhow!(
                         "queue {} returned nothing at offset {offset}",
-                        queue.queue_id
+                        queue.queue
                     ));
                 }
                 for msg in &response.messages {
                     if !msg.checksum_ok() {
                         return Err(anyhow!(
                             "checksum mismatch at queue {} offset {}",
-                            queue.queue_id,
+                            queue.queue,
                             msg.offset
                         ));
                     }

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use quiver_client::PullConsumer;
+use anyhow::bail;
+use quiver_client::{MessageQueue, PullConsumer};
 use serde_json::json;
 
 use crate::connect::{Context, Output};
@@ -16,6 +17,9 @@ pub struct PullArgs {
     /// Queue id.
     #[arg(long)]
     queue: u32,
+    /// Broker of the queue (needed when the topic has queues on more than one broker).
+    #[arg(long)]
+    broker: Option<String>,
     /// First offset.
     #[arg(long, default_value_t = 0)]
     offset: u64,
@@ -29,10 +33,10 @@ pub struct PullArgs {
 
 pub async fn run(args: PullArgs, ctx: &Context) -> anyhow::Result<()> {
     let consumer = PullConsumer::new(ctx.client.clone());
+    let queue = pick_queue(&consumer, &args).await?;
     let response = consumer
         .pull(
-            &args.topic,
-            args.queue,
+            &queue,
             args.offset,
             args.count,
             Duration::from_millis(args.wait_ms),
@@ -60,4 +64,37 @@ pub async fn run(args: PullArgs, ctx: &Context) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The queue `--queue` (and `--broker`) name, from the topic's route.
+async fn pick_queue(consumer: &PullConsumer, args: &PullArgs) -> anyhow::Result<MessageQueue> {
+    let mut matching: Vec<MessageQueue> = consumer
+        .queues(&args.topic)
+        .await?
+        .into_iter()
+        .filter(|q| q.queue_id == args.queue)
+        .filter(|q| args.broker.as_ref().is_none_or(|b| *b == q.broker_name))
+        .collect();
+    match matching.len() {
+        1 => Ok(matching.remove(0)),
+        0 => bail!(
+            "topic {} has no queue {}{}: see `quiver topic route {}`",
+            args.topic,
+            args.queue,
+            args.broker
+                .as_ref()
+                .map(|b| format!(" on broker {b}"))
+                .unwrap_or_default(),
+            args.topic
+        ),
+        _ => {
+            let brokers: Vec<&str> = matching.iter().map(|q| q.broker_name.as_str()).collect();
+            bail!(
+                "queue {} of topic {} is on several brokers ({}): pick one with --broker",
+                args.queue,
+                args.topic,
+                brokers.join(", ")
+            )
+        }
+    }
 }

@@ -91,7 +91,7 @@ pub async fn run(args: SendArgs, ctx: &Context) -> anyhow::Result<()> {
                     }
                     None => producer.send(&args.topic, message.clone()).await?,
                 };
-                print_results(ctx, &[result]);
+                print_results(ctx, std::slice::from_ref(&result));
                 results.push(result);
             }
         }
@@ -100,7 +100,7 @@ pub async fn run(args: SendArgs, ctx: &Context) -> anyhow::Result<()> {
             for _ in 0..args.count {
                 if inflight.len() >= ASYNC_WINDOW {
                     let result = inflight.join_next().await.expect("non-empty")??;
-                    print_results(ctx, &[result]);
+                    print_results(ctx, std::slice::from_ref(&result));
                     results.push(result);
                 }
                 let (producer, topic, message) =
@@ -109,7 +109,7 @@ pub async fn run(args: SendArgs, ctx: &Context) -> anyhow::Result<()> {
             }
             while let Some(result) = inflight.join_next().await {
                 let result = result??;
-                print_results(ctx, &[result]);
+                print_results(ctx, std::slice::from_ref(&result));
                 results.push(result);
             }
         }
@@ -145,11 +145,11 @@ fn print_results(ctx: &Context, results: &[SendResult]) {
         match ctx.output {
             Output::Json => println!(
                 "{}",
-                json!({ "msg_id": result.msg_id.to_string(), "queue_id": result.queue_id, "offset": result.offset })
+                json!({ "msg_id": result.msg_id.to_string(), "broker": result.queue.broker_name, "queue_id": result.queue.queue_id, "offset": result.offset })
             ),
             Output::Text => println!(
-                "sent {} queue={} offset={}",
-                result.msg_id, result.queue_id, result.offset
+                "sent {} broker={} queue={} offset={}",
+                result.msg_id, result.queue.broker_name, result.queue.queue_id, result.offset
             ),
         }
     }

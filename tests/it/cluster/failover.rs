@@ -1,0 +1,266 @@
+//! A broker lost under load: `kill -9` (no failed sync send with the default retries, nothing
+//! acknowledged lost) and SIGSTOP (one probe per back-off period while the others take the
+//! traffic, traffic back after SIGCONT).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use quiver_client::fault::BrokerCounters;
+use quiver_client::{Admin, Client, ClientOptions, Message, MessageId, Producer, PullConsumer};
+use quiver_tests::harness::{Server, serial};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+
+use super::{Cluster, HEARTBEAT, client, start_cluster, wait_brokers};
+
+/// Sync senders kept busy by the load.
+const SENDERS: u64 = 8;
+/// Request timeout and failure back-off of the load's producer (short, so tests take seconds).
+const TIMEOUT: Duration = Duration::from_secs(1);
+const BACKOFF: Duration = Duration::from_secs(1);
+
+/// `SENDERS` sync senders with the default retries on one producer, until stopped.
+struct Load {
+    producer: Arc<Producer>,
+    acked: Arc<Mutex<Vec<MessageId>>>,
+    failed: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    progress: Arc<Notify>,
+    tasks: JoinSet<()>,
+}
+
+impl Load {
+    /// Starts sending to `topic` through the name server `ns`. Routes are cached for the
+    /// default 30 s, so a lost broker stays in the producer's route: the back-off, not the
+    /// route, has to keep sends away from it.
+    fn start(ns: &str, tls: &std::path::Path, topic: &'static str) -> Load {
+        let mut options = ClientOptions::new(ns.to_owned(), tls.join("ca.pem"));
+        options.timeout = TIMEOUT;
+        let producer =
+            Arc::new(Producer::new(Client::new(options).unwrap()).with_failure_backoff(BACKOFF));
+        let mut load = Load {
+            producer,
+            acked: Arc::default(),
+            failed: Arc::default(),
+            stop: Arc::default(),
+            progress: Arc::default(),
+            tasks: JoinSet::new(),
+        };
+        for sender in 0..SENDERS {
+            let (producer, acked, failed, stop, progress) = (
+                load.producer.clone(),
+                load.acked.clone(),
+                load.failed.clone(),
+                load.stop.clone(),
+                load.progress.clone(),
+            );
+            load.tasks.spawn(async move {
+                for i in 0u64.. {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    match producer
+                        .send(topic, Message::new(format!("s{sender}-{i}")))
+                        .await
+                    {
+                        Ok(sent) => {
+                            acked.lock().unwrap().push(sent.msg_id);
+                            progress.notify_waiters();
+                        }
+                        Err(err) => {
+                            eprintln!("send failed: {err}");
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            });
+        }
+        load
+    }
+
+    fn acked(&self) -> usize {
+        self.acked.lock().unwrap().len()
+    }
+
+    /// Waits until `n` sends are acknowledged (deadline 60 s).
+    async fn wait_acked(&self, n: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let progress = self.progress.notified();
+            if self.acked() >= n {
+                return;
+            }
+            tokio::select! {
+                () = progress => {}
+                () = tokio::time::sleep_until(deadline) => panic!("load made no progress: {} of {n} acked", self.acked()),
+            }
+        }
+    }
+
+    fn counters(&self, broker: &str) -> BrokerCounters {
+        self.producer
+            .counters()
+            .get(broker)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Stops the senders; returns the acknowledged ids.
+    async fn stop(mut self) -> (Vec<MessageId>, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        while self.tasks.join_next().await.is_some() {}
+        let acked = self.acked.lock().unwrap().clone();
+        (acked, self.failed.load(Ordering::Relaxed))
+    }
+}
+
+/// Counts on the lost broker since `before` (taken just after the fault): each sender may
+/// pick it once more before the first failure starts its back-off, then one probe per period.
+fn report(what: &str, before: BrokerCounters, after: BrokerCounters, elapsed: Duration) -> u64 {
+    let attempts = after.attempts - before.attempts;
+    let periods = elapsed.as_secs_f64() / BACKOFF.as_secs_f64();
+    println!(
+        "{what}: {attempts} attempts on it in {elapsed:?} ({periods:.1} back-off periods), {} failures, {} avoided",
+        after.failures - before.failures,
+        after.avoided - before.avoided
+    );
+    assert!(
+        after.failures > before.failures,
+        "the lost broker's failures are counted"
+    );
+    assert!(
+        after.avoided > before.avoided,
+        "the lost broker is avoided while it backs off"
+    );
+    assert!(
+        attempts as f64 <= SENDERS as f64 + periods + 1.0,
+        "{attempts} attempts on a lost broker in {periods:.1} back-off periods: at most one per sender before the back-off plus one probe per period"
+    );
+    attempts
+}
+
+/// Every acknowledged id is stored on one of `brokers` (copies of retried sends counted).
+async fn assert_none_lost(
+    brokers: &[Server],
+    tls: &std::path::Path,
+    topic: &str,
+    acked: &[MessageId],
+) {
+    let mut stored = std::collections::HashMap::new();
+    for broker in brokers {
+        let reader = client(&[&broker.addr], tls, None);
+        for (_, msgs) in crate::read_all(&reader, topic).await {
+            for msg in msgs {
+                *stored.entry(msg.msg_id).or_insert(0u32) += 1;
+            }
+        }
+    }
+    let lost = acked.iter().filter(|id| !stored.contains_key(id)).count();
+    let duplicates = stored.values().filter(|n| **n > 1).count();
+    println!(
+        "{} acked, {lost} lost, {duplicates} stored twice (indeterminate sends retried)",
+        acked.len()
+    );
+    assert_eq!(lost, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producers_route_around_a_killed_broker_without_failed_sends() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let Cluster {
+        tls,
+        namesrvs,
+        mut brokers,
+    } = start_cluster(dir.path(), 1, &["broker-a", "broker-b"]);
+    let ns = &namesrvs[0];
+    let admin = Admin::new(client(&[&ns.addr], &tls, Some("admin")));
+    admin.create_topic("load", 4).await.unwrap();
+    wait_brokers(&ns.addr, &tls, "load", 2, HEARTBEAT * 50).await;
+
+    let load = Load::start(&ns.addr, &tls, "load");
+    load.wait_acked(300).await;
+    brokers[1].kill9();
+    let killed_at = Instant::now();
+    let before = load.counters("broker-b");
+    load.wait_acked(load.acked() + 600).await;
+    // Keep the load on for three back-off periods, so the dead broker is retried and avoided.
+    tokio::time::sleep_until(tokio::time::Instant::from_std(killed_at + BACKOFF * 3)).await;
+    let elapsed = killed_at.elapsed();
+    let after = load.counters("broker-b");
+    let (acked, failed) = load.stop().await;
+    report("kill -9 broker-b", before, after, elapsed);
+    assert_eq!(failed, 0, "no send failed with the default retries");
+
+    // Nothing acknowledged is lost: read both brokers (broker-b restarted on its data).
+    brokers[1].restart().unwrap();
+    wait_brokers(&ns.addr, &tls, "load", 2, HEARTBEAT * 50).await;
+    assert_none_lost(&brokers, &tls, "load", &acked).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_broker_gets_one_probe_per_backoff_and_traffic_after_it_thaws() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let Cluster {
+        tls,
+        namesrvs,
+        brokers,
+    } = start_cluster(dir.path(), 1, &["broker-a", "broker-b"]);
+    let ns = &namesrvs[0];
+    let admin = Admin::new(client(&[&ns.addr], &tls, Some("admin")));
+    admin.create_topic("frozen", 4).await.unwrap();
+    wait_brokers(&ns.addr, &tls, "frozen", 2, HEARTBEAT * 50).await;
+    let stored_on_b = || async {
+        let offsets = PullConsumer::new(client(&[&brokers[1].addr], &tls, None))
+            .offsets("frozen")
+            .await
+            .unwrap();
+        offsets.iter().map(|q| q.max_offset).sum::<u64>()
+    };
+
+    let load = Load::start(&ns.addr, &tls, "frozen");
+    load.wait_acked(300).await;
+    // SIGSTOP: the broker keeps its sockets but answers nothing, so requests to it hang until
+    // they time out (unlike kill -9, nothing refuses them).
+    brokers[1].signal(libc::SIGSTOP).unwrap();
+    let frozen_at = Instant::now();
+    let before = load.counters("broker-b");
+    load.wait_acked(load.acked() + 600).await;
+    tokio::time::sleep_until(tokio::time::Instant::from_std(frozen_at + BACKOFF * 4)).await;
+    let acked_frozen = load.acked();
+    let elapsed = frozen_at.elapsed();
+    let after = load.counters("broker-b");
+    report("SIGSTOP broker-b", before, after, elapsed);
+
+    // SIGCONT: the next probe succeeds and broker-b takes its share again.
+    brokers[1].signal(libc::SIGCONT).unwrap();
+    let thawed_at = Instant::now();
+    let stored_at_thaw = stored_on_b().await;
+    let deadline = thawed_at + (BACKOFF + TIMEOUT) * 10;
+    let back_after = loop {
+        let progress = load.progress.notified();
+        let counters = load.counters("broker-b");
+        if counters.attempts - counters.failures > after.attempts - after.failures + 100 {
+            break thawed_at.elapsed();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "broker-b got no traffic after SIGCONT: {counters:?}"
+        );
+        tokio::select! {
+            () = progress => {}
+            () = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {}
+        }
+    };
+    println!("broker-b took 100 sends again {back_after:?} after SIGCONT");
+    let (acked, failed) = load.stop().await;
+    assert!(
+        acked_frozen > 600,
+        "sends went on while broker-b was frozen"
+    );
+    assert_eq!(failed, 0, "no send failed with the default retries");
+    assert!(stored_on_b().await > stored_at_thaw + 100);
+    assert_none_lost(&brokers, &tls, "frozen", &acked).await;
+}
