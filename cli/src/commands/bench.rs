@@ -69,8 +69,13 @@ pub async fn run(args: BenchArgs, ctx: &Context) -> anyhow::Result<()> {
         Err(err) if err.code() == Some(ErrorCode::TopicExists) => {}
         Err(err) => return Err(err.into()),
     }
-    let broker = ctx.namesrv.first().cloned().unwrap_or_default();
-    let flush_mode = admin.stats(&broker).await?.flush_mode;
+    // Every broker of the cluster (the standalone lists itself): flush mode and fsyncs.
+    let brokers: Vec<String> = admin.cluster().await?.into_iter().map(|b| b.addr).collect();
+    let first = brokers
+        .first()
+        .ok_or_else(|| anyhow!("the name servers list no broker: start one first"))?;
+    let flush_mode = admin.stats(first).await?.flush_mode;
+    wait_for_route(ctx, &args.topic, brokers.len()).await?;
     let report = match args.workload {
         Workload::W1 => w1(&args, ctx).await?,
         Workload::W2 => w2(&args, ctx).await?,
@@ -85,15 +90,19 @@ pub async fn run(args: BenchArgs, ctx: &Context) -> anyhow::Result<()> {
         }
         Workload::W6 => w6(&args, ctx).await?,
     };
-    let stats = admin.stats(&broker).await?;
+    let mut fsyncs = 0;
+    for broker in &brokers {
+        fsyncs += admin.stats(broker).await?.fsyncs;
+    }
     let mut report = report;
+    report["brokers"] = json!(brokers.len());
     report["flush_mode"] = json!(flush_mode);
     report["durability"] = json!(if flush_mode == "sync" {
         "DG (group commit, fdatasync before ack)"
     } else {
         "P (ack after write)"
     });
-    report["broker_fsyncs"] = json!(stats.fsyncs);
+    report["broker_fsyncs"] = json!(fsyncs);
     report["message_bytes"] = json!(args.size);
     match ctx.output {
         Output::Json => println!("{report}"),
@@ -108,6 +117,28 @@ pub async fn run(args: BenchArgs, ctx: &Context) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Waits until the name servers route `topic` to `brokers` brokers (a new topic reaches them
+/// with the brokers' next heartbeats, sent at once on a topic change).
+async fn wait_for_route(ctx: &Context, topic: &str, brokers: usize) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let served = match ctx.client.refresh_route(topic).await {
+            Ok(route) => route.brokers.len(),
+            Err(err) if err.code() == Some(ErrorCode::TopicNotFound) => 0,
+            Err(err) => return Err(err.into()),
+        };
+        if served >= brokers {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "topic {topic} is routed to {served} of {brokers} brokers after 30 s: are the brokers heartbeating to these name servers?"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 fn body(size: usize) -> Bytes {

@@ -33,6 +33,11 @@ pub struct InitArgs {
 
 pub fn run(command: CertsCommand, global: &GlobalArgs) -> anyhow::Result<()> {
     let CertsCommand::Init(args) = command;
+    if args.admin && args.client.is_empty() {
+        anyhow::bail!(
+            "--admin gives the --client certificates the admin role, but no --client was given: add e.g. `--client admin --admin`"
+        );
+    }
     let plan = CertPlan {
         nodes: args
             .node

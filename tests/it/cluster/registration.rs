@@ -172,13 +172,46 @@ async fn brokers_register_route_leave_and_expire() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("broker-a is registered at"), "{stderr}");
 
-    // One name server down: clients go on through the other.
+    // One name server down: nothing a client does fails, whether it was talking to the dead
+    // one (`app`, `admin`) or starts fresh; an unknown topic is still "not found".
     ns1.kill9();
     let fresh = client(&[&ns1.addr, &ns2.addr], &tls, None);
-    Producer::new(fresh)
-        .send("orders", Message::new("one namesrv left"))
-        .await
-        .unwrap();
+    for app in [&app, &fresh] {
+        app.forget_route("orders");
+        let sent = Producer::new(app.clone())
+            .send("orders", Message::new("one namesrv left"))
+            .await
+            .unwrap();
+        let pulled = PullConsumer::new(app.clone())
+            .pull(&sent.queue, sent.offset, 1, Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(pulled.messages[0].msg_id, sent.msg_id);
+        let err = Producer::new(app.clone())
+            .send("nope", Message::new("x"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::TopicNotFound), "{err}");
+        assert!(err.to_string().contains("topic nope not found"), "{err}");
+    }
+    assert_eq!(admin.cluster().await.unwrap().len(), 2);
+    assert!(
+        admin
+            .list_topics()
+            .await
+            .unwrap()
+            .iter()
+            .any(|t| t.topic == "orders")
+    );
+    assert_eq!(admin.create_topic("after-ns1", 1).await.unwrap().len(), 2);
+    assert_eq!(
+        admin
+            .query_key("orders", "shared", None, None, 100)
+            .await
+            .unwrap()
+            .len(),
+        40
+    );
 
     // A graceful leave drops the broker's queues from the route at once.
     assert!(broker.signal_and_wait(libc::SIGTERM).unwrap().success());
