@@ -5,7 +5,7 @@ use quiver_proto::RequestCode;
 use quiver_proto::requests::msg::{QueryKeyRequest, QueryResponse};
 use quiver_tests::harness::serial;
 
-use super::{Cluster, HEARTBEAT, client, start_cluster, wait_brokers};
+use super::{Cluster, client, start_cluster_with_topic};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_topic_over_three_brokers_balances_30k_sends_and_queries_reach_all() {
@@ -15,13 +15,9 @@ async fn a_topic_over_three_brokers_balances_30k_sends_and_queries_reach_all() {
         tls,
         namesrvs,
         brokers,
-    } = start_cluster(dir.path(), 2, &["b1", "b2", "b3"]);
+    } = start_cluster_with_topic(dir.path(), 2, &["b1", "b2", "b3"], "spread", 4).await;
     let addrs: Vec<&str> = namesrvs.iter().map(|ns| ns.addr.as_str()).collect();
     let admin = Admin::new(client(&addrs, &tls, Some("admin")));
-    assert_eq!(admin.create_topic("spread", 4).await.unwrap().len(), 3);
-    for ns in &addrs {
-        wait_brokers(ns, &tls, "spread", 3, HEARTBEAT * 50).await;
-    }
     let producer = std::sync::Arc::new(Producer::new(client(&addrs, &tls, None)));
     let mut tasks = tokio::task::JoinSet::new();
     for sender in 0..30 {

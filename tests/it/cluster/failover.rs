@@ -7,12 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use quiver_client::fault::BrokerCounters;
-use quiver_client::{Admin, Client, ClientOptions, Message, MessageId, Producer, PullConsumer};
+use quiver_client::{Client, ClientOptions, Message, MessageId, Producer, PullConsumer};
 use quiver_tests::harness::{Server, serial};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
-use super::{Cluster, HEARTBEAT, client, start_cluster, wait_brokers};
+use super::{Cluster, HEARTBEAT, client, start_cluster_with_topic, wait_brokers};
 
 /// Sync senders kept busy by the load.
 const SENDERS: u64 = 8;
@@ -173,11 +173,8 @@ async fn producers_route_around_a_killed_broker_without_failed_sends() {
         tls,
         namesrvs,
         mut brokers,
-    } = start_cluster(dir.path(), 1, &["broker-a", "broker-b"]);
+    } = start_cluster_with_topic(dir.path(), 1, &["broker-a", "broker-b"], "load", 4).await;
     let ns = &namesrvs[0];
-    let admin = Admin::new(client(&[&ns.addr], &tls, Some("admin")));
-    admin.create_topic("load", 4).await.unwrap();
-    wait_brokers(&ns.addr, &tls, "load", 2, HEARTBEAT * 50).await;
 
     let load = Load::start(&ns.addr, &tls, "load");
     load.wait_acked(300).await;
@@ -207,11 +204,8 @@ async fn a_frozen_broker_gets_one_probe_per_backoff_and_traffic_after_it_thaws()
         tls,
         namesrvs,
         brokers,
-    } = start_cluster(dir.path(), 1, &["broker-a", "broker-b"]);
+    } = start_cluster_with_topic(dir.path(), 1, &["broker-a", "broker-b"], "frozen", 4).await;
     let ns = &namesrvs[0];
-    let admin = Admin::new(client(&[&ns.addr], &tls, Some("admin")));
-    admin.create_topic("frozen", 4).await.unwrap();
-    wait_brokers(&ns.addr, &tls, "frozen", 2, HEARTBEAT * 50).await;
     let stored_on_b = || async {
         let offsets = PullConsumer::new(client(&[&brokers[1].addr], &tls, None))
             .offsets("frozen")

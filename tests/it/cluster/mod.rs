@@ -11,7 +11,7 @@ mod registration;
 
 use std::time::{Duration, Instant};
 
-use quiver_client::{Client, ClientOptions};
+use quiver_client::{Admin, Client, ClientOptions};
 use quiver_net::tls::{CertPlan, init_dir};
 use quiver_tests::harness::{Server, Spec};
 
@@ -124,4 +124,24 @@ fn start_cluster(dir: &std::path::Path, n_namesrvs: usize, brokers: &[&str]) -> 
         namesrvs,
         brokers,
     }
+}
+
+/// [`start_cluster`], then `topic` with `queues` queues on every broker, routed to all of them
+/// by every name server.
+async fn start_cluster_with_topic(
+    dir: &std::path::Path,
+    n_namesrvs: usize,
+    brokers: &[&str],
+    topic: &str,
+    queues: u32,
+) -> Cluster {
+    let cluster = start_cluster(dir, n_namesrvs, brokers);
+    let addrs: Vec<&str> = cluster.namesrvs.iter().map(|ns| ns.addr.as_str()).collect();
+    let admin = Admin::new(client(&addrs, &cluster.tls, Some("admin")));
+    let created = admin.create_topic(topic, queues).await.unwrap();
+    assert_eq!(created.len(), brokers.len(), "{topic} on every broker");
+    for ns in &addrs {
+        wait_brokers(ns, &cluster.tls, topic, brokers.len(), HEARTBEAT * 50).await;
+    }
+    cluster
 }

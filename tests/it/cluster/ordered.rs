@@ -6,11 +6,11 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use quiver_client::{
-    Admin, Client, ClientError, ClientOptions, Message, MessageQueue, Producer, PullConsumer,
+    Client, ClientError, ClientOptions, Message, MessageQueue, Producer, PullConsumer,
 };
 use quiver_tests::harness::serial;
 
-use super::{Cluster, EXPIRY, HEARTBEAT, client, start_cluster, wait_brokers};
+use super::{Cluster, EXPIRY, HEARTBEAT, client, start_cluster_with_topic, wait_brokers};
 
 const KEYS: usize = 24;
 
@@ -22,13 +22,8 @@ async fn ordered_keys_fail_clearly_while_their_broker_is_gone() {
         tls,
         namesrvs,
         mut brokers,
-    } = start_cluster(dir.path(), 1, &["broker-a", "broker-b"]);
+    } = start_cluster_with_topic(dir.path(), 1, &["broker-a", "broker-b"], "seq", 2).await;
     let ns = &namesrvs[0].addr;
-    Admin::new(client(&[ns], &tls, Some("admin")))
-        .create_topic("seq", 2)
-        .await
-        .unwrap();
-    wait_brokers(ns, &tls, "seq", 2, HEARTBEAT * 50).await;
     let mut options = ClientOptions::new(ns.clone(), tls.join("ca.pem"));
     options.timeout = Duration::from_secs(1);
     let strict_client = Client::new(options.clone()).unwrap();

@@ -8,11 +8,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use quiver_client::{Admin, Client, ClientOptions, Message, MessageId, Producer, PullConsumer};
+use quiver_client::{Client, ClientOptions, Message, MessageId, Producer, PullConsumer};
 use quiver_tests::harness::serial;
 use tokio::sync::Notify;
 
-use super::{Cluster, EXPIRY, HEARTBEAT, client, start_cluster, wait_brokers};
+use super::{Cluster, EXPIRY, HEARTBEAT, start_cluster_with_topic, wait_brokers};
 
 /// How often the test clients refresh their cached routes.
 const ROUTE_REFRESH: Duration = Duration::from_millis(200);
@@ -62,14 +62,8 @@ async fn producers_and_consumers_outlive_every_name_server() {
         tls,
         mut namesrvs,
         brokers: _brokers,
-    } = start_cluster(dir.path(), 2, &["broker-a", "broker-b"]);
+    } = start_cluster_with_topic(dir.path(), 2, &["broker-a", "broker-b"], "feed", 2).await;
     let addrs: Vec<String> = namesrvs.iter().map(|ns| ns.addr.clone()).collect();
-    let addr_refs: Vec<&str> = addrs.iter().map(String::as_str).collect();
-    let admin = Admin::new(client(&addr_refs, &tls, Some("admin")));
-    admin.create_topic("feed", 2).await.unwrap();
-    for ns in &addrs {
-        wait_brokers(ns, &tls, "feed", 2, HEARTBEAT * 50).await;
-    }
 
     let mut options = ClientOptions::new(addrs[0].clone(), tls.join("ca.pem"));
     options.namesrv = addrs.clone();
