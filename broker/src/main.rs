@@ -8,6 +8,10 @@ use quiver_broker::config::BrokerConfig;
 use quiver_net::tls::ServerTls;
 use tokio_util::sync::CancellationToken;
 
+// mimalloc: small per-message buffers are allocated and freed on every thread.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A Quiver broker.
 #[derive(Parser, Debug)]
 #[command(

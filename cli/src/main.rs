@@ -10,6 +10,10 @@ use clap::{Parser, Subcommand};
 
 use crate::connect::GlobalArgs;
 
+// mimalloc: the broker allocates and frees small buffers per message on every thread.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Quiver: a RocketMQ-style event broker over QUIC.
 #[derive(Parser, Debug)]
 #[command(name = "quiver", version, about, propagate_version = true)]

@@ -10,6 +10,10 @@ use quiver_namesrv::service::NameServer;
 use quiver_net::tls::ServerTls;
 use tokio_util::sync::CancellationToken;
 
+// mimalloc: small per-message buffers are allocated and freed on every thread.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A Quiver name server: brokers register with it; clients ask it for routes.
 #[derive(Parser, Debug)]
 #[command(name = "quiver-namesrv", version, about)]
