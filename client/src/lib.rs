@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`client`]: [`Client`], the shared endpoint, connections by address, route cache, calls.
+//! - [`batcher`]: [`AutoBatch`]: coalescing concurrent sends into batch requests.
 //! - [`producer`]: [`Producer`]: sync, async, oneway, ordered and batch sends with retries.
 //! - [`queue`]: [`MessageQueue`]: one queue of a topic on one broker.
 //! - [`consumer`]: [`PullConsumer`]: read a queue from an offset, with long-poll.
@@ -11,6 +12,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod admin;
+pub mod batcher;
 pub mod client;
 pub mod consumer;
 pub mod error;
@@ -19,6 +21,7 @@ pub mod producer;
 pub mod queue;
 
 pub use admin::{Admin, BrokerChoice, BrokerTopic};
+pub use batcher::AutoBatch;
 pub use client::{Client, ClientOptions};
 pub use consumer::{PullConsumer, QueueRange};
 pub use error::ClientError;

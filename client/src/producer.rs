@@ -2,8 +2,8 @@
 //! timeouts and retries that keep the message id.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -12,6 +12,7 @@ use quiver_proto::requests::msg::{SendRequest, SendResponse};
 use quiver_proto::requests::route::TopicRoute;
 use quiver_proto::{ErrorCode, MessageId, RequestCode, SendMessage};
 
+use crate::batcher::{AutoBatch, Batcher};
 use crate::client::Client;
 use crate::error::ClientError;
 use crate::fault::{BrokerCounters, FaultTolerance};
@@ -81,8 +82,14 @@ pub struct SendResult {
     pub offset: u64,
 }
 
-/// Sends messages to topics.
+/// Sends messages to topics. Cheap to share behind an `Arc`; every method takes `&self`.
 pub struct Producer {
+    core: Arc<Core>,
+    batcher: Option<Arc<Batcher>>,
+}
+
+/// What every send path shares (also the auto-batch tasks).
+pub(crate) struct Core {
     client: Client,
     retries: u32,
     next_queue: AtomicU64,
@@ -101,24 +108,31 @@ impl Producer {
     /// A producer with the default retries.
     pub fn new(client: Client) -> Self {
         Producer {
-            client,
-            retries: RETRIES_DEFAULT,
-            next_queue: AtomicU64::new(0),
-            fault: Mutex::new(FaultTolerance::new(FAILURE_BACKOFF_DEFAULT)),
-            ordered_queues: Mutex::new(HashMap::new()),
-            ordered_reroute: false,
+            core: Arc::new(Core {
+                client,
+                retries: RETRIES_DEFAULT,
+                next_queue: AtomicU64::new(0),
+                fault: Mutex::new(FaultTolerance::new(FAILURE_BACKOFF_DEFAULT)),
+                ordered_queues: Mutex::new(HashMap::new()),
+                ordered_reroute: false,
+            }),
+            batcher: None,
         }
+    }
+
+    fn core_mut(&mut self) -> &mut Core {
+        Arc::get_mut(&mut self.core).expect("a producer is configured before its first send")
     }
 
     /// Sets how many times a retryable failure is retried.
     pub fn with_retries(mut self, retries: u32) -> Self {
-        self.retries = retries;
+        self.core_mut().retries = retries;
         self
     }
 
     /// Sets how long a broker is avoided after a failed send (slow answers earn multiples).
-    pub fn with_failure_backoff(self, backoff: Duration) -> Self {
-        *self.fault.lock().unwrap_or_else(|p| p.into_inner()) = FaultTolerance::new(backoff);
+    pub fn with_failure_backoff(mut self, backoff: Duration) -> Self {
+        self.core_mut().fault = Mutex::new(FaultTolerance::new(backoff));
         self
     }
 
@@ -127,21 +141,29 @@ impl Producer {
     /// not guaranteed). Off by default: such a send fails with
     /// [`ClientError::OrderedQueueUnavailable`] instead.
     pub fn with_ordered_reroute(mut self, reroute: bool) -> Self {
-        self.ordered_reroute = reroute;
+        self.core_mut().ordered_reroute = reroute;
+        self
+    }
+
+    /// Coalesces concurrent [`Producer::send`]s to one topic into batch requests (see
+    /// [`AutoBatch`]); each send still gets its own result. Off by default.
+    pub fn with_auto_batch(mut self, config: AutoBatch) -> Self {
+        self.batcher = Some(Arc::new(Batcher::new(config)));
         self
     }
 
     /// Attempts, failures and avoidances per broker.
     pub fn counters(&self) -> HashMap<String, BrokerCounters> {
-        self.fault
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .counters()
+        self.core.fault().counters()
     }
 
     /// Sync send: returns after the broker acknowledged the message as durable.
     pub async fn send(&self, topic: &str, message: Message) -> Result<SendResult, ClientError> {
-        let mut results = self.send_batch(topic, vec![message]).await?;
+        let message = message.into_send(new_id());
+        if let Some(batcher) = &self.batcher {
+            return batcher.send(&self.core, topic, message).await;
+        }
+        let mut results = self.core.send_prepared(topic, vec![message], None).await?;
         Ok(results.remove(0))
     }
 
@@ -153,7 +175,7 @@ impl Producer {
         message: Message,
     ) -> Result<SendResult, ClientError> {
         let batch = vec![message.into_send(msg_id)];
-        let mut results = self.send_prepared(topic, batch, None).await?;
+        let mut results = self.core.send_prepared(topic, batch, None).await?;
         Ok(results.remove(0))
     }
 
@@ -167,7 +189,7 @@ impl Producer {
             .into_iter()
             .map(|m| m.into_send(new_id()))
             .collect();
-        self.send_prepared(topic, batch, None).await
+        self.core.send_prepared(topic, batch, None).await
     }
 
     /// Ordered send: every message with the same sharding key goes to the same queue, in
@@ -181,7 +203,10 @@ impl Producer {
         message: Message,
     ) -> Result<SendResult, ClientError> {
         let batch = vec![message.into_send(new_id())];
-        let mut results = self.send_prepared(topic, batch, Some(sharding_key)).await?;
+        let mut results = self
+            .core
+            .send_prepared(topic, batch, Some(sharding_key))
+            .await?;
         Ok(results.remove(0))
     }
 
@@ -192,21 +217,26 @@ impl Producer {
         topic: &str,
         message: Message,
     ) -> Result<MessageId, ClientError> {
+        let core = &self.core;
         let msg_id = new_id();
-        let route = self.client.route(topic).await?;
-        let target = self.pick(&route, None, None)?;
+        let route = core.client.route(topic).await?;
+        let target = core.pick(&route, None, None)?;
         let request = SendRequest {
             topic: topic.to_owned(),
             queue_id: target.queue.queue_id,
             messages: vec![message.into_send(msg_id)],
         };
-        self.client
+        core.client
             .oneway(&target.addr, RequestCode::MsgSend, &request)
             .await?;
         Ok(msg_id)
     }
+}
 
-    async fn send_prepared(
+impl Core {
+    /// Sends `messages` as one batch, retrying retryable failures (ordered sends on their
+    /// queue, others on another broker).
+    pub(crate) async fn send_prepared(
         &self,
         topic: &str,
         messages: Vec<SendMessage>,

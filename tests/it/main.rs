@@ -1,6 +1,7 @@
 //! End-to-end tests: real `quiver` processes on loopback, QUIC + TLS, one at a time.
 
 mod admin;
+mod auto_batch;
 mod bad_input;
 mod cli;
 mod cluster;

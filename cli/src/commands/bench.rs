@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
-use quiver_client::{Admin, ErrorCode, Message, Producer, PullConsumer};
+use quiver_client::{Admin, AutoBatch, ErrorCode, Message, Producer, PullConsumer};
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
@@ -36,6 +36,10 @@ pub struct BenchArgs {
     /// w2: sync sends in flight per connection.
     #[arg(long, default_value_t = 64)]
     per_connection: usize,
+    /// w2: coalesce each connection's concurrent sends into batch requests (the producer's
+    /// auto-batch; every send still waits for its own ack).
+    #[arg(long)]
+    auto_batch: bool,
     /// w1/w2: messages to send.
     #[arg(long, default_value_t = 20_000)]
     messages: u64,
@@ -179,7 +183,11 @@ async fn w2(args: &BenchArgs, ctx: &Context) -> anyhow::Result<Value> {
     let mut producers = Vec::new();
     for _ in 0..args.connections.max(1) {
         let client = quiver_client::Client::new(ctx.client.options().clone())?;
-        let producer = Arc::new(Producer::new(client));
+        let mut producer = Producer::new(client);
+        if args.auto_batch {
+            producer = producer.with_auto_batch(AutoBatch::default());
+        }
+        let producer = Arc::new(producer);
         producer
             .send(&args.topic, Message::new(body(args.size)))
             .await?;
@@ -211,7 +219,7 @@ async fn w2(args: &BenchArgs, ctx: &Context) -> anyhow::Result<Value> {
     let secs = started.elapsed().as_secs_f64();
     let n_msgs = per_sender * senders as u64;
     Ok(json!({
-        "workload": format!("w2 sync sends, {} connections x {} in flight", producers.len(), args.per_connection),
+        "workload": format!("w2 sync sends, {} connections x {} in flight{}", producers.len(), args.per_connection, if args.auto_batch { ", auto-batch" } else { "" }),
         "messages": n_msgs,
         "msg_per_s": (n_msgs as f64 / secs).round(),
         "p50_ms": micros(&hist, 0.5) / 1000.0,
