@@ -28,6 +28,12 @@ pub struct SerialGuard {
     _guard: MutexGuard<'static, ()>,
 }
 
+/// Whether this is a campaign run (`QUIVER_CAMPAIGN=1`): fault tests then use RELIABILITY.md's
+/// long settings (e.g. a 60 s name server outage) instead of the short CI ones.
+pub fn campaign() -> bool {
+    std::env::var("QUIVER_CAMPAIGN").is_ok_and(|v| v == "1")
+}
+
 /// Runs end-to-end tests one at a time (2-core CI machines; at most one cluster at once).
 pub fn serial() -> SerialGuard {
     SerialGuard {
