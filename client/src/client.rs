@@ -1,7 +1,7 @@
 //! [`Client`]: one QUIC endpoint, one connection per server address, a route cache, and
 //! typed calls.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -44,6 +44,9 @@ impl ClientOptions {
     }
 }
 
+/// How long a name server may take before the next one is asked as well.
+pub const NAMESRV_STAGGER: Duration = Duration::from_millis(250);
+
 /// Default age after which a cached route is fetched again.
 pub const ROUTE_REFRESH_DEFAULT: Duration = Duration::from_secs(30);
 
@@ -53,6 +56,11 @@ fn is_unreachable(err: &ClientError) -> bool {
         err,
         ClientError::Net(NetError::Connect { .. } | NetError::Timeout { .. } | NetError::Io { .. })
     )
+}
+
+/// Whether a name server answered that it knows no live broker serving the topic.
+fn is_not_found(err: &ClientError) -> bool {
+    err.code() == Some(quiver_proto::ErrorCode::TopicNotFound)
 }
 
 /// A connection manager shared by producers, consumers and admin handles.
@@ -157,9 +165,11 @@ impl Client {
             .await?)
     }
 
-    /// Calls the name servers until one answers (a server's error answer is final),
-    /// starting with the one that answered last, so a dead name server costs one timeout,
-    /// not one per call.
+    /// Calls the name servers until one answers (a server's error answer is final). The one
+    /// that answered last is asked first; when it has not answered within
+    /// [`NAMESRV_STAGGER`] (or has failed), the next is asked as well, and the first answer
+    /// wins. A dead or frozen name server so costs a caller a fraction of a second, not a
+    /// request timeout.
     pub async fn call_namesrv<Req, Resp>(
         &self,
         code: RequestCode,
@@ -171,24 +181,57 @@ impl Client {
     {
         let namesrvs = &self.inner.options.namesrv;
         let first = self.inner.namesrv_preferred.load(Ordering::Relaxed);
+        let mut order: VecDeque<usize> = (0..namesrvs.len())
+            .map(|i| (first + i) % namesrvs.len())
+            .collect();
+        let body = Bytes::from(encode_body(request));
+        let mut asked = tokio::task::JoinSet::new();
+        let ask = |asked: &mut tokio::task::JoinSet<_>, index: usize| {
+            let (client, body) = (self.clone(), body.clone());
+            asked.spawn(async move {
+                let addr = &client.inner.options.namesrv[index];
+                (index, client.call_raw(addr, code, body).await)
+            });
+        };
+        ask(
+            &mut asked,
+            order.pop_front().expect("at least one name server"),
+        );
         let mut last = None;
-        for i in 0..namesrvs.len() {
-            let index = (first + i) % namesrvs.len();
-            match self.call(&namesrvs[index], code, request).await {
-                Err(ClientError::Net(
-                    err @ (NetError::Connect { .. }
-                    | NetError::Timeout { .. }
-                    | NetError::Io { .. }),
-                )) => {
-                    last = Some(err);
+        loop {
+            let more = !order.is_empty();
+            let answer = tokio::select! {
+                answer = asked.join_next() => answer,
+                () = tokio::time::sleep(NAMESRV_STAGGER), if more => {
+                    ask(&mut asked, order.pop_front().expect("more name servers"));
+                    continue;
                 }
-                other => {
+            };
+            match answer {
+                None => break,
+                // Name servers share nothing: one that just restarted does not know a topic
+                // until the brokers' next heartbeats, so "not found" asks the others too, and
+                // is the answer only when none knows better.
+                Some(Ok((_, Err(err)))) if is_unreachable(&err) || is_not_found(&err) => {
+                    if last.as_ref().is_none_or(|last| !is_not_found(last)) {
+                        last = Some(err);
+                    }
+                    if let Some(index) = order.pop_front() {
+                        ask(&mut asked, index);
+                    }
+                }
+                Some(Ok((index, answer))) => {
                     self.inner.namesrv_preferred.store(index, Ordering::Relaxed);
-                    return other;
+                    return Ok(decode_body(&answer?)?);
+                }
+                Some(Err(join)) => {
+                    last = Some(ClientError::Invalid(format!(
+                        "name server call failed: {join}"
+                    )));
                 }
             }
         }
-        Err(ClientError::Net(last.expect("at least one name server")))
+        Err(last.expect("every name server was asked"))
     }
 
     /// A topic's route. A cached route is returned at once; once it is older than
@@ -220,24 +263,19 @@ impl Client {
         }
     }
 
-    /// The background half of [`Client::route`]: a name server's answer replaces the cached
-    /// route ("topic not found" drops it, so the next caller sees that error); when no name
-    /// server answers, the cached route is kept and tried again one refresh interval later.
+    /// The background half of [`Client::route`]: a name server's route replaces the cached
+    /// one; any failure keeps the cached route, tried again one refresh interval later.
     async fn refresh_in_background(&self, topic: &str) {
         let result = self.refresh_route(topic).await;
         let mut routes = self.inner.routes.lock().unwrap_or_else(|p| p.into_inner());
-        match result {
-            Ok(_) => {}
-            Err(err) if is_unreachable(&err) => {
-                tracing::debug!(topic, cause = %err, "name servers unreachable; keeping the cached route");
-                if let Some(cached) = routes.get_mut(topic) {
-                    cached.fetched = Instant::now();
-                    cached.refreshing = false;
-                }
-            }
-            Err(err) => {
-                tracing::debug!(topic, cause = %err, "route refresh refused; dropping the cached route");
-                routes.remove(topic);
+        if let Err(err) = result {
+            // Unreachable name servers, or restarted ones that have not heard from the brokers
+            // yet: the brokers decide. A broker that no longer serves the topic says so on the
+            // next send, which drops the route (see `forget_route`).
+            tracing::debug!(topic, cause = %err, "route refresh failed; keeping the cached route");
+            if let Some(cached) = routes.get_mut(topic) {
+                cached.fetched = Instant::now();
+                cached.refreshing = false;
             }
         }
     }

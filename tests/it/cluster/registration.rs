@@ -174,6 +174,20 @@ async fn brokers_register_route_leave_and_expire() {
 
     // One name server down: nothing a client does fails, whether it was talking to the dead
     // one (`app`, `admin`) or starts fresh; an unknown topic is still "not found".
+    // First, frozen (SIGSTOP: requests to it hang): a caller that asks it first gets its answer
+    // from the other after the stagger, not after the 3 s request timeout.
+    ns1.signal(libc::SIGSTOP).unwrap();
+    let frozen_first = Admin::new(client(&[&ns1.addr, &ns2.addr], &tls, None));
+    let started = Instant::now();
+    let listing = tokio::time::timeout(Duration::from_secs(2), frozen_first.cluster())
+        .await
+        .expect("the live name server answers without waiting for the frozen one")
+        .unwrap();
+    assert_eq!(listing.len(), 2);
+    println!(
+        "cluster list with the first name server frozen: {:?}",
+        started.elapsed()
+    );
     ns1.kill9();
     let fresh = client(&[&ns1.addr, &ns2.addr], &tls, None);
     for app in [&app, &fresh] {
