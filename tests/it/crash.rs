@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use quiver_client::{Client, Message, MessageId, Producer};
-use quiver_tests::harness::{Spec, serial};
+use quiver_tests::harness::{Spec, campaign, serial};
 use tokio::task::JoinSet;
 
 use crate::{read_all, setup};
@@ -59,10 +59,13 @@ async fn kill9_cycles(flush: &str) {
     let _serial = serial();
     let mut s = setup(Spec::standalone(&["--flush", flush]), "crash", 4).await;
     let mut all_acked: HashMap<MessageId, Bytes> = HashMap::new();
-    for cycle in 0..5 {
+    // RELIABILITY.md F1: 5 cycles in CI (the count), 500 of >= 1,000 acked sends each
+    // in a campaign run.
+    let (cycles, per_cycle) = if campaign() { (500, 1000) } else { (5, 300) };
+    for cycle in 0..cycles {
         let client = s.server.client_with(false, Duration::from_secs(3));
         let (mut tasks, acked, progress) = start_load(&client, 8, cycle);
-        wait_acked(&acked, &progress, 300).await;
+        wait_acked(&acked, &progress, per_cycle).await;
         s.server.kill9();
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
