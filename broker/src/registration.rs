@@ -7,7 +7,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use quiver_net::tls::ClientTls;
 use quiver_net::{NetError, RpcClient};
-use quiver_proto::requests::route::{BrokerRegistration, BrokerUnregister, TopicQueues};
+use quiver_proto::requests::route::{
+    BrokerRegistration, BrokerRole, BrokerUnregister, DataVersion, TopicQueues,
+};
 use quiver_proto::{ErrorCode, RequestCode, encode_body};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -37,7 +39,7 @@ pub struct Registrar {
     namesrvs: Vec<Arc<RpcClient>>,
     store: Arc<Store>,
     interval: Duration,
-    topics_changed: watch::Receiver<u64>,
+    topics_changed: watch::Receiver<DataVersion>,
 }
 
 impl Registrar {
@@ -49,7 +51,7 @@ impl Registrar {
         tls: ClientTls,
         store: Arc<Store>,
         interval: Duration,
-        topics_changed: watch::Receiver<u64>,
+        topics_changed: watch::Receiver<DataVersion>,
     ) -> Result<Self, String> {
         let endpoint = RpcClient::endpoint(&tls).map_err(|err| err.to_string())?;
         let namesrvs = namesrvs
@@ -145,6 +147,8 @@ impl Registrar {
             cluster: self.identity.cluster.clone(),
             broker_name: self.identity.broker_name.clone(),
             addr: self.identity.addr.clone(),
+            role: BrokerRole::Master,
+            data_version: *self.topics_changed.borrow(),
             topics: self
                 .store
                 .topics()

@@ -145,6 +145,8 @@ impl Registry {
                     cluster: reg.cluster.clone(),
                     broker_name: reg.broker_name.clone(),
                     addr: reg.addr.clone(),
+                    role: reg.role,
+                    data_version: reg.data_version,
                     heartbeat_age_ms: now_ms.saturating_sub(entry.last_seen_ms),
                     topics: reg.topics.len() as u32,
                     queues: reg.topics.iter().map(|t| t.queues).sum(),

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use quiver_namesrv::RouteTable;
 use quiver_net::server::error_frame;
 use quiver_net::{Peer, Service};
+use quiver_proto::requests::route::DataVersion;
 use quiver_proto::{ErrorCode, Frame, RequestCode, WireError};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug};
@@ -41,7 +42,7 @@ pub struct Broker {
     pub(crate) shutdown: CancellationToken,
     /// Bumped when a topic is created, changed or deleted, so the registrar heartbeats at
     /// once (a watch: every name-server loop sees every change).
-    pub(crate) topics_version: tokio::sync::watch::Sender<u64>,
+    pub(crate) topics_version: tokio::sync::watch::Sender<DataVersion>,
 }
 
 impl Broker {
@@ -60,17 +61,24 @@ impl Broker {
             config,
             routes: RwLock::new(routes),
             shutdown,
-            topics_version: tokio::sync::watch::channel(0).0,
+            topics_version: tokio::sync::watch::channel(DataVersion {
+                timestamp_ms: crate::clock::now_ms(),
+                counter: 0,
+            })
+            .0,
         }
     }
 
     /// Changes on every topic change.
-    pub fn topics_changed(&self) -> tokio::sync::watch::Receiver<u64> {
+    pub fn topics_changed(&self) -> tokio::sync::watch::Receiver<DataVersion> {
         self.topics_version.subscribe()
     }
 
     pub(crate) fn bump_topics(&self) {
-        self.topics_version.send_modify(|version| *version += 1);
+        self.topics_version.send_modify(|version| {
+            version.counter += 1;
+            version.timestamp_ms = crate::clock::now_ms();
+        });
     }
 
     async fn dispatch(

@@ -21,7 +21,8 @@ pub async fn run(command: ClusterCommand, ctx: &Context) -> anyhow::Result<()> {
             json!(brokers
                 .iter()
                 .map(|b| json!({
-                    "cluster": b.cluster, "broker": b.broker_name, "addr": b.addr, "role": "master",
+                    "cluster": b.cluster, "broker": b.broker_name, "addr": b.addr, "role": b.role.name(),
+                    "data_version": { "timestamp_ms": b.data_version.timestamp_ms, "counter": b.data_version.counter },
                     "heartbeat_age_ms": b.heartbeat_age_ms, "topics": b.topics, "queues": b.queues,
                 }))
                 .collect::<Vec<_>>())
@@ -34,7 +35,11 @@ pub async fn run(command: ClusterCommand, ctx: &Context) -> anyhow::Result<()> {
                         b.cluster.clone(),
                         b.broker_name.clone(),
                         b.addr.clone(),
-                        "master".into(),
+                        b.role.name().into(),
+                        format!(
+                            "{}.{}",
+                            b.data_version.timestamp_ms, b.data_version.counter
+                        ),
                         format!("{:.1} s", b.heartbeat_age_ms as f64 / 1000.0),
                         b.topics.to_string(),
                         b.queues.to_string(),
@@ -49,6 +54,7 @@ pub async fn run(command: ClusterCommand, ctx: &Context) -> anyhow::Result<()> {
                         "broker",
                         "address",
                         "role",
+                        "data version",
                         "heartbeat age",
                         "topics",
                         "queues"

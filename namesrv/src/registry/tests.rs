@@ -1,4 +1,6 @@
-use quiver_proto::requests::route::{BrokerRegistration, BrokerUnregister, TopicQueues};
+use quiver_proto::requests::route::{
+    BrokerRegistration, BrokerRole, BrokerUnregister, DataVersion, TopicQueues,
+};
 
 use super::*;
 
@@ -7,6 +9,8 @@ fn reg(name: &str, addr: &str, topics: &[(&str, u32)]) -> BrokerRegistration {
         cluster: "c".into(),
         broker_name: name.into(),
         addr: addr.into(),
+        role: BrokerRole::Master,
+        data_version: DataVersion::default(),
         topics: topics
             .iter()
             .map(|(t, q)| TopicQueues {

@@ -49,6 +49,35 @@ pub struct TopicQueues {
     pub queues: u32,
 }
 
+/// A broker's role in its group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BrokerRole {
+    /// Takes writes.
+    Master,
+    /// Replicates its group's master (replication).
+    Slave,
+}
+
+impl BrokerRole {
+    /// Lower-case name, as the CLI shows it.
+    pub fn name(self) -> &'static str {
+        match self {
+            BrokerRole::Master => "master",
+            BrokerRole::Slave => "slave",
+        }
+    }
+}
+
+/// Version of a broker's topic table (RocketMQ's `DataVersion`): when it last changed (or the
+/// broker started) and how many changes the running broker has made.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct DataVersion {
+    /// Time of the last change, ms since the Unix epoch.
+    pub timestamp_ms: u64,
+    /// Changes since the broker started.
+    pub counter: u64,
+}
+
 /// `broker.register` and `broker.heartbeat`: who the broker is and what it serves.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerRegistration {
@@ -58,6 +87,10 @@ pub struct BrokerRegistration {
     pub broker_name: String,
     /// Address clients connect to.
     pub addr: String,
+    /// Role in its group.
+    pub role: BrokerRole,
+    /// Version of `topics`.
+    pub data_version: DataVersion,
     /// Every topic the broker serves.
     pub topics: Vec<TopicQueues>,
 }
@@ -93,6 +126,10 @@ pub struct BrokerInfo {
     pub broker_name: String,
     /// Client address.
     pub addr: String,
+    /// Role in its group.
+    pub role: BrokerRole,
+    /// Version of its topic table at the last heartbeat.
+    pub data_version: DataVersion,
     /// Milliseconds since the last heartbeat.
     pub heartbeat_age_ms: u64,
     /// Topics served.

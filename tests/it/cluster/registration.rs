@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use quiver_client::{Admin, ErrorCode, Message, Producer, PullConsumer};
 use quiver_proto::RequestCode;
 use quiver_proto::requests::route::{
-    BrokerRegistration, ClusterList, ClusterListing, RegistrationAck,
+    BrokerRegistration, BrokerRole, ClusterList, ClusterListing, DataVersion, RegistrationAck,
 };
 use quiver_tests::harness::{bin, serial};
 
@@ -61,6 +61,10 @@ async fn brokers_register_route_leave_and_expire() {
     for info in &listing.brokers {
         assert_eq!((info.cluster.as_str(), info.queues), ("c1", 4));
         assert!(info.heartbeat_age_ms < EXPIRY.as_millis() as u64);
+        assert_eq!(info.role, BrokerRole::Master);
+        // One topic change since start: the heartbeat that brought the route carried it.
+        assert_eq!(info.data_version.counter, 1, "{info:?}");
+        assert!(info.data_version.timestamp_ms > 0);
     }
 
     // Producers spread over the queues of both brokers; a key query merges both brokers.
@@ -146,6 +150,8 @@ async fn brokers_register_route_leave_and_expire() {
         cluster: "c1".into(),
         broker_name: "broker-a".into(),
         addr: "127.0.0.1:1".into(),
+        role: BrokerRole::Master,
+        data_version: DataVersion::default(),
         topics: vec![],
     };
     let as_admin = client(&[&ns2.addr], &tls, Some("admin"));

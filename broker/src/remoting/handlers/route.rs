@@ -40,7 +40,7 @@ pub(crate) async fn get(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure>
 
 /// `cluster.list` on a broker that answers routes itself (the standalone): just itself.
 pub(crate) async fn cluster_list(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure> {
-    use quiver_proto::requests::route::{BrokerInfo, ClusterList, ClusterListing};
+    use quiver_proto::requests::route::{BrokerInfo, BrokerRole, ClusterList, ClusterListing};
     let _: ClusterList = decode_body(body)?;
     let topics = broker.store.topics();
     reply(&ClusterListing {
@@ -48,6 +48,8 @@ pub(crate) async fn cluster_list(broker: &Broker, body: &Bytes) -> Result<Bytes,
             cluster: broker.config.cluster.clone(),
             broker_name: broker.config.broker_name.clone(),
             addr: broker.config.advertise.clone(),
+            role: BrokerRole::Master,
+            data_version: *broker.topics_changed().borrow(),
             heartbeat_age_ms: 0,
             topics: topics.len() as u32,
             queues: topics.iter().map(|(_, meta)| meta.queues).sum(),
