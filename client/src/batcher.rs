@@ -142,7 +142,7 @@ async fn deliver(core: &Core, topic: &str, batch: Vec<Pending>) {
     let (messages, dones): (Vec<SendMessage>, Vec<_>) =
         batch.into_iter().map(|p| (p.message, p.done)).unzip();
     let several = messages.len() > 1;
-    match core.send_prepared(topic, messages.clone(), None).await {
+    match core.send_prepared(topic, &messages, None).await {
         Ok(results) => {
             for (done, result) in dones.into_iter().zip(results) {
                 let _ = done.send(Ok(result));
@@ -153,7 +153,7 @@ async fn deliver(core: &Core, topic: &str, batch: Vec<Pending>) {
         Err(err) if several && refused_whole(&err) => {
             for (message, done) in messages.into_iter().zip(dones) {
                 let result = core
-                    .send_prepared(topic, vec![message], None)
+                    .send_prepared(topic, std::slice::from_ref(&message), None)
                     .await
                     .map(|mut results| results.remove(0));
                 let _ = done.send(result);

@@ -163,7 +163,7 @@ impl Producer {
         if let Some(batcher) = &self.batcher {
             return batcher.send(&self.core, topic, message).await;
         }
-        let mut results = self.core.send_prepared(topic, vec![message], None).await?;
+        let mut results = self.core.send_prepared(topic, &[message], None).await?;
         Ok(results.remove(0))
     }
 
@@ -175,7 +175,7 @@ impl Producer {
         message: Message,
     ) -> Result<SendResult, ClientError> {
         let batch = vec![message.into_send(msg_id)];
-        let mut results = self.core.send_prepared(topic, batch, None).await?;
+        let mut results = self.core.send_prepared(topic, &batch, None).await?;
         Ok(results.remove(0))
     }
 
@@ -185,11 +185,11 @@ impl Producer {
         topic: &str,
         messages: Vec<Message>,
     ) -> Result<Vec<SendResult>, ClientError> {
-        let batch = messages
+        let batch: Vec<SendMessage> = messages
             .into_iter()
             .map(|m| m.into_send(new_id()))
             .collect();
-        self.core.send_prepared(topic, batch, None).await
+        self.core.send_prepared(topic, &batch, None).await
     }
 
     /// Ordered send: every message with the same sharding key goes to the same queue, in
@@ -205,7 +205,7 @@ impl Producer {
         let batch = vec![message.into_send(new_id())];
         let mut results = self
             .core
-            .send_prepared(topic, batch, Some(sharding_key))
+            .send_prepared(topic, &batch, Some(sharding_key))
             .await?;
         Ok(results.remove(0))
     }
@@ -239,7 +239,7 @@ impl Core {
     pub(crate) async fn send_prepared(
         &self,
         topic: &str,
-        messages: Vec<SendMessage>,
+        messages: &[SendMessage],
         sharding_key: Option<&str>,
     ) -> Result<Vec<SendResult>, ClientError> {
         let mut attempt = 0;
@@ -247,7 +247,7 @@ impl Core {
         let strict_order = sharding_key.is_some() && !self.ordered_reroute;
         loop {
             let result = self
-                .attempt(topic, &messages, sharding_key, failed_broker.as_deref())
+                .attempt(topic, messages, sharding_key, failed_broker.as_deref())
                 .await;
             match result {
                 Ok((queue, response)) => return Ok(results(queue, &response)),
