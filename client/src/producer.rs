@@ -250,6 +250,15 @@ impl Core {
                 .attempt(topic, messages, sharding_key, failed_broker.as_deref())
                 .await;
             match result {
+                // One id per message, or the answer is not for this request (callers index
+                // the results, so a short answer must not reach them).
+                Ok((queue, response)) if response.msg_ids.len() != messages.len() => {
+                    return Err(ClientError::Invalid(format!(
+                        "broker of {queue} acknowledged {} messages for a batch of {}",
+                        response.msg_ids.len(),
+                        messages.len()
+                    )));
+                }
                 Ok((queue, response)) => return Ok(results(queue, &response)),
                 Err((queue, err)) if attempt < self.retries && err.is_retryable() => {
                     // Ordered sends retry their own queue; others move to another broker.
