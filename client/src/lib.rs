@@ -5,6 +5,7 @@
 //! - [`batcher`]: [`AutoBatch`]: coalescing concurrent sends into batch requests.
 //! - [`producer`]: [`Producer`]: sync, async, oneway, ordered and batch sends with retries.
 //! - [`queue`]: [`MessageQueue`]: one queue of a topic on one broker.
+//! - `ordered`: a sharding key's home queue, a function of the topic's route only.
 //! - [`consumer`]: [`PullConsumer`]: read a queue from an offset, with long-poll.
 //! - [`fault`]: latency fault tolerance: which brokers a producer avoids, and its counters.
 //! - [`admin`]: [`Admin`]: topics, queries, offsets, broker stats.
@@ -17,6 +18,7 @@ pub mod client;
 pub mod consumer;
 pub mod error;
 pub mod fault;
+mod ordered;
 pub mod producer;
 pub mod queue;
 

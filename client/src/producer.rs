@@ -16,6 +16,7 @@ use crate::batcher::{AutoBatch, Batcher};
 use crate::client::Client;
 use crate::error::ClientError;
 use crate::fault::{BrokerCounters, FaultTolerance};
+use crate::ordered;
 use crate::queue::{MessageQueue, RoutedQueue, routed_queues};
 
 /// Default retries after a retryable failure.
@@ -95,9 +96,6 @@ pub(crate) struct Core {
     next_queue: AtomicU64,
     // Mutex: touched twice per send, never across an await.
     fault: Mutex<FaultTolerance>,
-    // Every queue each topic has been seen with, so an ordered key keeps its queue when a
-    // broker drops out of the route (Mutex: touched once per ordered send).
-    ordered_queues: Mutex<HashMap<String, Vec<MessageQueue>>>,
     ordered_reroute: bool,
 }
 
@@ -113,7 +111,6 @@ impl Producer {
                 retries: RETRIES_DEFAULT,
                 next_queue: AtomicU64::new(0),
                 fault: Mutex::new(FaultTolerance::new(FAILURE_BACKOFF_DEFAULT)),
-                ordered_queues: Mutex::new(HashMap::new()),
                 ordered_reroute: false,
             }),
             batcher: None,
@@ -328,7 +325,7 @@ impl Core {
         self.fault.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The sharding key's queue (never re-routed), or the next queue in round-robin order
+    /// The sharding key's queue (see [`ordered::choose`]), or the next queue in round-robin order
     /// whose broker is not backing off and is not `avoid` (the broker that just failed); when
     /// every broker is backing off, the next queue not on `avoid`, else the next queue.
     fn pick(
@@ -350,23 +347,24 @@ impl Core {
         let mut fault = self.fault();
         let now = Instant::now();
         if let Some(key) = sharding_key {
-            let mut known = self
-                .ordered_queues
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            let known = known.entry(route.topic.clone()).or_default();
             let usable = |t: &RoutedQueue| {
                 Some(t.queue.broker_name.as_str()) != avoid
                     && fault.is_available(&t.queue.broker_name, now)
             };
-            let target = ordered_choice(known, &targets, key, self.ordered_reroute, usable)
-                .map_err(|home| ClientError::OrderedQueueUnavailable {
-                    cause: format!(
-                        "broker {} is not in the topic's route (down?)",
-                        home.broker_name
-                    ),
-                    queue: home,
-                })?;
+            let target = ordered::choose(
+                &ordered::layout(route),
+                &targets,
+                key,
+                self.ordered_reroute,
+                usable,
+            )
+            .map_err(|home| ClientError::OrderedQueueUnavailable {
+                cause: format!(
+                    "broker {} has left the topic's route (down?)",
+                    home.broker_name
+                ),
+                queue: home,
+            })?;
             fault.note_attempt(&target.queue.broker_name, now);
             return Ok(target);
         }
@@ -403,52 +401,6 @@ impl Core {
     }
 }
 
-/// The queue of `key` among every queue the topic has been seen with (`known`, sorted, only
-/// grows), or that queue when its broker is not among the current `targets`.
-fn ordered_target(
-    known: &mut Vec<MessageQueue>,
-    targets: &[RoutedQueue],
-    key: &str,
-) -> Result<RoutedQueue, MessageQueue> {
-    for target in targets {
-        if let Err(at) = known.binary_search(&target.queue) {
-            known.insert(at, target.queue.clone());
-        }
-    }
-    let queue = &known[(sharding_hash(key) % known.len() as u64) as usize];
-    targets
-        .iter()
-        .find(|t| t.queue == *queue)
-        .cloned()
-        .ok_or_else(|| queue.clone())
-}
-
-/// The queue of an ordered send of `key`: its home queue (see [`ordered_target`]); with
-/// `reroute`, a key whose home is missing or not `usable` hashes over the usable queues instead
-/// (over all of them when none is usable), so only those keys move. Without `reroute`, a home
-/// missing from the route is the error.
-fn ordered_choice(
-    known: &mut Vec<MessageQueue>,
-    targets: &[RoutedQueue],
-    key: &str,
-    reroute: bool,
-    usable: impl Fn(&RoutedQueue) -> bool,
-) -> Result<RoutedQueue, MessageQueue> {
-    match ordered_target(known, targets, key) {
-        Ok(home) if !reroute || usable(&home) => Ok(home),
-        Err(home) if !reroute => Err(home),
-        _ => {
-            let usable: Vec<&RoutedQueue> = targets.iter().filter(|t| usable(t)).collect();
-            let pool: Vec<&RoutedQueue> = if usable.is_empty() {
-                targets.iter().collect()
-            } else {
-                usable
-            };
-            Ok(pool[(sharding_hash(key) % pool.len() as u64) as usize].clone())
-        }
-    }
-}
-
 fn results(queue: MessageQueue, response: &SendResponse) -> Vec<SendResult> {
     response
         .msg_ids
@@ -467,19 +419,9 @@ pub fn new_id() -> MessageId {
     MessageId(uuid::Uuid::now_v7().as_u128())
 }
 
-/// Stable hash of a sharding key (FNV-1a 64; frozen so ordering survives client upgrades).
-fn sharding_hash(key: &str) -> u64 {
-    key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
-
-#[cfg(test)]
-mod tests;

@@ -1,4 +1,12 @@
-//! The route table: brokers by name, and for each topic the queues each broker serves.
+//! The route table: live brokers by name, and for each topic the queues each broker serves
+//! or served (its layout).
+//!
+//! A broker that leaves (expiry, unregister) loses its address at once but keeps its place in
+//! the layouts of its topics, so a route lists its queues without an address and not
+//! writable. Ordered keys hash over the whole layout: a producer that starts while a broker
+//! is down still finds every key's home (and fails the keys whose home is gone) instead of
+//! spreading keys over the queues that happen to be live. A layout entry goes when the broker
+//! comes back with a topic table without that topic, or when the name server restarts.
 
 use std::collections::BTreeMap;
 
@@ -7,7 +15,9 @@ use quiver_proto::requests::route::{BrokerAddr, QueueRoute, TopicRoute};
 /// Brokers and their topics. `BTreeMap`s keep answers in a stable order.
 #[derive(Clone, Debug, Default)]
 pub struct RouteTable {
+    // Live brokers only.
     brokers: BTreeMap<String, String>,
+    // Every broker that has served each topic since it last said otherwise, live or not.
     topics: BTreeMap<String, BTreeMap<String, QueueRoute>>,
 }
 
@@ -55,16 +65,17 @@ impl RouteTable {
         }
     }
 
-    /// Removes a broker and its queues.
+    /// A broker left (expired or unregistered): its address goes, its queues stay in the
+    /// layouts of its topics (see the module docs).
     pub fn remove_broker(&mut self, broker_name: &str) {
         self.brokers.remove(broker_name);
-        self.set_broker_topics(broker_name, &[]);
     }
 
-    /// The route of a topic, or `None` when no broker serves it.
+    /// The route of a topic, or `None` when no live broker serves it. `brokers` lists the live
+    /// brokers; `queues` the whole layout, a departed broker's queues not writable.
     pub fn route(&self, topic: &str) -> Option<TopicRoute> {
-        let queues = self.topics.get(topic)?;
-        let brokers = queues
+        let layout = self.topics.get(topic)?;
+        let brokers = layout
             .keys()
             .filter_map(|name| {
                 self.brokers.get(name).map(|addr| BrokerAddr {
@@ -73,12 +84,14 @@ impl RouteTable {
                 })
             })
             .collect::<Vec<_>>();
-        let queues = queues
+        let queues = layout
             .values()
-            .filter(|route| self.brokers.contains_key(&route.broker_name))
-            .cloned()
+            .map(|route| QueueRoute {
+                writable: route.writable && self.brokers.contains_key(&route.broker_name),
+                ..route.clone()
+            })
             .collect::<Vec<_>>();
-        (!queues.is_empty()).then(|| TopicRoute {
+        (!brokers.is_empty()).then(|| TopicRoute {
             topic: topic.to_owned(),
             brokers,
             queues,

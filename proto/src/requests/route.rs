@@ -34,9 +34,11 @@ pub struct QueueRoute {
 pub struct TopicRoute {
     /// Topic name.
     pub topic: String,
-    /// Brokers serving it.
+    /// Live brokers serving it.
     pub brokers: Vec<BrokerAddr>,
-    /// Queues per broker.
+    /// Queues per broker: the topic's layout, which also lists brokers that left (expired or
+    /// unregistered; absent from `brokers`, not writable), so ordered keys hash over the same
+    /// queues whichever brokers are live.
     pub queues: Vec<QueueRoute>,
 }
 

@@ -6,6 +6,7 @@
 mod balance;
 mod failover;
 mod ordered;
+mod ordered_agree;
 mod outage;
 mod registration;
 

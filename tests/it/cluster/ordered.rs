@@ -91,7 +91,7 @@ async fn ordered_keys_fail_clearly_while_their_broker_is_gone() {
         .await
         .unwrap_err();
     assert!(
-        err.to_string().contains("not in the topic's route")
+        err.to_string().contains("left the topic's route")
             && err.to_string().contains("with_ordered_reroute"),
         "{err}"
     );
