@@ -124,7 +124,7 @@ impl Client {
         Ok(conn)
     }
 
-    /// Calls `addr` and decodes the response.
+    /// Calls `addr` and decodes the response, within the request timeout.
     pub async fn call<Req, Resp>(
         &self,
         addr: &str,
@@ -135,8 +135,26 @@ impl Client {
         Req: serde::Serialize,
         Resp: for<'a> serde::Deserialize<'a>,
     {
-        let body = self
-            .call_raw(addr, code, Bytes::from(encode_body(request)))
+        self.call_within(addr, code, request, self.inner.options.timeout)
+            .await
+    }
+
+    /// Calls `addr` and decodes the response, within `timeout` (a long-poll's is its wait
+    /// plus the request timeout).
+    pub async fn call_within<Req, Resp>(
+        &self,
+        addr: &str,
+        code: RequestCode,
+        request: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, ClientError>
+    where
+        Req: serde::Serialize,
+        Resp: for<'a> serde::Deserialize<'a>,
+    {
+        let conn = self.connection(addr)?;
+        let body = conn
+            .call(code, Bytes::from(encode_body(request)), timeout)
             .await?;
         Ok(decode_body(&body)?)
     }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use quiver_proto::RequestCode;
 use quiver_proto::requests::msg::{
-    PullRequest, PullResponse, QueueOffsetsRequest, QueueOffsetsResponse,
+    PULL_WAIT_MS_MAX, PullRequest, PullResponse, QueueOffsetsRequest, QueueOffsetsResponse,
 };
 
 use crate::client::Client;
@@ -47,8 +47,9 @@ impl PullConsumer {
             .collect())
     }
 
-    /// Pulls up to `max_msgs` messages of `queue` from `offset`, waiting up to `wait` for the
-    /// first one (long-poll). An empty answer means nothing arrived in time.
+    /// Pulls up to `max_msgs` messages of `queue` from `offset`, waiting up to `wait` (at most
+    /// [`PULL_WAIT_MS_MAX`] ms) for the first one (long-poll). An empty answer means nothing
+    /// arrived in time. The request's deadline is the wait plus the request timeout.
     pub async fn pull(
         &self,
         queue: &MessageQueue,
@@ -63,10 +64,14 @@ impl PullConsumer {
             offset,
             max_msgs,
             max_bytes: PULL_BYTES_DEFAULT,
-            wait_ms: u32::try_from(wait.as_millis()).unwrap_or(u32::MAX),
+            wait_ms: u32::try_from(wait.as_millis())
+                .unwrap_or(u32::MAX)
+                .min(PULL_WAIT_MS_MAX),
         };
+        let deadline = (self.client.options().timeout)
+            .saturating_add(Duration::from_millis(u64::from(request.wait_ms)));
         self.client
-            .call(&addr, RequestCode::MsgPull, &request)
+            .call_within(&addr, RequestCode::MsgPull, &request, deadline)
             .await
     }
 

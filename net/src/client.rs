@@ -13,6 +13,9 @@ use crate::tls::ClientTls;
 
 /// How long a QUIC + TLS handshake may take before the server counts as unreachable.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Longest request timeout honoured; a longer one waits this long (a deadline must fit the
+/// clock).
+pub const REQUEST_TIMEOUT_MAX: Duration = Duration::from_secs(24 * 3600);
 
 /// Why a request failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -165,29 +168,39 @@ impl RpcClient {
     }
 
     /// Sends a request and waits for its response body (status `Ok`), or the server's error.
+    ///
+    /// A request that does not complete within `timeout` (connecting included) cancels its
+    /// own stream only: the connection, which other requests share, is dropped only when the
+    /// peer has sent nothing at all since the request started (a dead, frozen or restarted
+    /// peer: a live one acknowledges the request's packets within milliseconds, however long
+    /// it takes to answer). A peer that goes silent later is caught by QUIC's idle timeout,
+    /// which keep-alives hold off while it lives.
     pub async fn call(
         &self,
         code: RequestCode,
         body: Bytes,
         timeout: Duration,
     ) -> Result<Bytes, NetError> {
-        let attempt = self.exchange(code, body, false);
-        let outcome = tokio::time::timeout(timeout, attempt)
+        let deadline = tokio::time::Instant::now() + timeout.min(REQUEST_TIMEOUT_MAX);
+        let timed_out = || NetError::Timeout {
+            code,
+            addr: self.addr_text.clone(),
+            timeout,
+        };
+        let conn = tokio::time::timeout_at(deadline, self.connection())
             .await
-            .map_err(|_| NetError::Timeout {
-                code,
-                addr: self.addr_text.clone(),
-                timeout,
-            });
-        let frame = match outcome {
-            Ok(Ok(frame)) => frame.expect("a two-way request returns a frame"),
-            Ok(Err(err)) | Err(err) => {
-                // A request that timed out or broke may be talking to a dead peer (or a
-                // restarted one that cannot reset our connection): reconnect next time.
-                if matches!(err, NetError::Timeout { .. } | NetError::Io { .. }) {
-                    self.close().await;
+            .map_err(|_| timed_out())??;
+        let heard_before = conn.stats().udp_rx.datagrams;
+        let exchange = self.exchange_on(&conn, code, body, false);
+        let frame = match tokio::time::timeout_at(deadline, exchange).await {
+            Ok(frame) => frame?.expect("a two-way request returns a frame"),
+            Err(_) => {
+                // The exchange future is dropped: its streams reset and stop (`Streams`).
+                if conn.stats().udp_rx.datagrams == heard_before {
+                    tracing::debug!(addr = %self.addr_text, %code, "peer silent during a timed-out request; reconnecting");
+                    self.drop_connection(&conn).await;
                 }
-                return Err(err);
+                return Err(timed_out());
             }
         };
         let status = frame.header.status;
@@ -242,23 +255,43 @@ impl RpcClient {
         oneway: bool,
     ) -> Result<Option<Frame>, NetError> {
         let conn = self.connection().await?;
+        self.exchange_on(&conn, code, body, oneway).await
+    }
+
+    async fn exchange_on(
+        &self,
+        conn: &quinn::Connection,
+        code: RequestCode,
+        body: Bytes,
+        oneway: bool,
+    ) -> Result<Option<Frame>, NetError> {
         let request_id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
         let frame = Frame::request(code as u16, request_id, oneway, body);
-        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| self.io_err(code, e))?;
-        send.write_all_chunks(&mut frame.to_parts())
+        let (send, recv) = conn.open_bi().await.map_err(|e| self.io_err(code, e))?;
+        let mut streams = Streams {
+            send,
+            recv,
+            done: false,
+        };
+        streams
+            .send
+            .write_all_chunks(&mut frame.to_parts())
             .await
             .map_err(|e| self.io_err(code, e))?;
-        send.finish().map_err(|e| self.io_err(code, e))?;
+        streams.send.finish().map_err(|e| self.io_err(code, e))?;
         if oneway {
             // Keep the stream's send side alive until the data is acknowledged by QUIC, so
             // the request is delivered even though nobody reads a response.
-            let _ = send.stopped().await;
+            let _ = streams.send.stopped().await;
+            streams.done = true;
             return Ok(None);
         }
-        let data = recv
+        let data = streams
+            .recv
             .read_to_end(quiver_proto::frame::FRAME_BYTES_MAX)
             .await
             .map_err(|e| self.io_err(code, e))?;
+        streams.done = true;
         let frame =
             Frame::decode_exact(&Bytes::from(data)).map_err(|err| NetError::BadResponse {
                 addr: self.addr_text.clone(),
@@ -281,10 +314,44 @@ impl RpcClient {
         }
     }
 
+    /// Drops `conn` if it is still the current connection (another caller may have replaced
+    /// it already), so the next request reconnects.
+    async fn drop_connection(&self, conn: &quinn::Connection) {
+        let mut slot = self.conn.lock().await;
+        if slot.as_ref().map(quinn::Connection::stable_id) == Some(conn.stable_id()) {
+            conn.close(quinn::VarInt::from_u32(0), b"peer silent");
+            *slot = None;
+        }
+    }
+
     /// Closes the connection, if open.
     pub async fn close(&self) {
         if let Some(conn) = self.conn.lock().await.take() {
             conn.close(quinn::VarInt::from_u32(0), b"bye");
+        }
+    }
+}
+
+/// Why a request's stream was abandoned (the application error code of its `RESET_STREAM`
+/// and `STOP_SENDING`).
+pub const REQUEST_CANCELLED: u32 = 1;
+
+/// One request's streams. Dropped before the exchange is `done` (a timeout, a caller that
+/// went away), they reset the request and stop the answer, so only that stream ends: quinn's
+/// own drop would finish a half-written request instead.
+struct Streams {
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    done: bool,
+}
+
+impl Drop for Streams {
+    fn drop(&mut self) {
+        if !self.done {
+            let code = quinn::VarInt::from_u32(REQUEST_CANCELLED);
+            // Either side may be closed already; there is nothing left to cancel then.
+            let _ = self.send.reset(code);
+            let _ = self.recv.stop(code);
         }
     }
 }

@@ -6,6 +6,7 @@ mod bad_input;
 mod cli;
 mod cluster;
 mod crash;
+mod long_poll;
 mod query;
 mod recovery;
 mod send_modes;
