@@ -27,9 +27,9 @@ pub struct GlobalArgs {
     /// Output format.
     #[arg(long, global = true, value_enum, default_value = "text")]
     pub output: Output,
-    /// Per-request timeout in seconds.
-    #[arg(long, global = true, default_value_t = 10.0)]
-    pub timeout: f64,
+    /// Per-request timeout in seconds (0.001 to 86400; a long-poll adds its wait).
+    #[arg(long, global = true, default_value = "10", value_parser = crate::flags::timeout)]
+    pub timeout: Duration,
 }
 
 /// `--output`.
@@ -59,14 +59,11 @@ impl Context {
             .map(|s| s.trim().to_owned())
             .filter(|s| !s.is_empty())
             .collect();
-        if !(global.timeout > 0.0 && global.timeout.is_finite()) {
-            return Err(anyhow!("--timeout must be a positive number of seconds"));
-        }
         let options = ClientOptions {
             namesrv: namesrv.clone(),
             ca,
             identity,
-            timeout: Duration::from_secs_f64(global.timeout),
+            timeout: global.timeout,
             route_refresh: quiver_client::client::ROUTE_REFRESH_DEFAULT,
         };
         let client = Client::new(options).context("cannot set up the client")?;

@@ -2,6 +2,7 @@
 
 mod commands;
 mod connect;
+mod flags;
 mod output;
 
 use std::process::ExitCode;

@@ -173,7 +173,7 @@ impl Admin {
             for info in listing.topics {
                 merged
                     .entry(info.topic.clone())
-                    .and_modify(|seen| seen.queues += info.queues)
+                    .and_modify(|seen| seen.queues = seen.queues.saturating_add(info.queues))
                     .or_insert(info);
             }
         }

@@ -7,6 +7,7 @@ use quiver_proto::requests::msg::{
     PULL_WAIT_MS_MAX, PullRequest, PullResponse, QueueOffsetsRequest, QueueOffsetsResponse,
 };
 
+use crate::answer;
 use crate::client::Client;
 use crate::error::ClientError;
 use crate::queue::{MessageQueue, routed_queues};
@@ -70,9 +71,12 @@ impl PullConsumer {
         };
         let deadline = (self.client.options().timeout)
             .saturating_add(Duration::from_millis(u64::from(request.wait_ms)));
-        self.client
+        let response = self
+            .client
             .call_within(&addr, RequestCode::MsgPull, &request, deadline)
-            .await
+            .await?;
+        answer::check_pull(queue, offset, max_msgs, &response)?;
+        Ok(response)
     }
 
     /// Min and max offsets of every queue of `topic`, asking each broker serving it.

@@ -18,6 +18,12 @@ pub enum ClientError {
     /// The arguments are wrong; the message says how to fix them.
     #[error("{0}")]
     Invalid(String),
+    /// A server's answer contradicts the request or itself (a faulty, incompatible or hostile
+    /// server); nothing in it was used.
+    #[error(
+        "inconsistent answer: {0}; the server is faulty or not a compatible Quiver broker: check its version and log"
+    )]
+    BadAnswer(String),
     /// An ordered send could not reach its key's queue, and was not moved to another queue
     /// (which would break the key's order).
     #[error(

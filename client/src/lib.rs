@@ -9,10 +9,12 @@
 //! - [`consumer`]: [`PullConsumer`]: read a queue from an offset, with long-poll.
 //! - [`fault`]: latency fault tolerance: which brokers a producer avoids, and its counters.
 //! - [`admin`]: [`Admin`]: topics, queries, offsets, broker stats.
+//! - `answer`: sans-IO checks of server answers before they are used.
 //! - [`error`]: the error type, [`ClientError`].
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod admin;
+mod answer;
 pub mod batcher;
 pub mod client;
 pub mod consumer;

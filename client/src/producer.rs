@@ -12,6 +12,7 @@ use quiver_proto::requests::msg::{SendRequest, SendResponse};
 use quiver_proto::requests::route::TopicRoute;
 use quiver_proto::{ErrorCode, MessageId, RequestCode, SendMessage};
 
+use crate::answer;
 use crate::batcher::{AutoBatch, Batcher};
 use crate::client::Client;
 use crate::error::ClientError;
@@ -247,16 +248,9 @@ impl Core {
                 .attempt(topic, messages, sharding_key, failed_broker.as_deref())
                 .await;
             match result {
-                // One id per message, or the answer is not for this request (callers index
-                // the results, so a short answer must not reach them).
-                Ok((queue, response)) if response.msg_ids.len() != messages.len() => {
-                    return Err(ClientError::Invalid(format!(
-                        "broker of {queue} acknowledged {} messages for a batch of {}",
-                        response.msg_ids.len(),
-                        messages.len()
-                    )));
+                Ok((queue, response)) => {
+                    return answer::send_results(queue, &response, messages.len());
                 }
-                Ok((queue, response)) => return Ok(results(queue, &response)),
                 Err((queue, err)) if attempt < self.retries && err.is_retryable() => {
                     // Ordered sends retry their own queue; others move to another broker.
                     tracing::debug!(topic, attempt, queue = ?queue, cause = %err, "send failed; retrying");
@@ -399,19 +393,6 @@ impl Core {
         fault.note_attempt(&chosen.queue.broker_name, now);
         Ok(chosen)
     }
-}
-
-fn results(queue: MessageQueue, response: &SendResponse) -> Vec<SendResult> {
-    response
-        .msg_ids
-        .iter()
-        .enumerate()
-        .map(|(idx, msg_id)| SendResult {
-            msg_id: *msg_id,
-            queue: queue.clone(),
-            offset: response.first_offset + idx as u64,
-        })
-        .collect()
 }
 
 /// A new UUIDv7 message id.

@@ -144,3 +144,46 @@ fn cli_says_where_it_looked_when_no_broker_runs() {
         "{err}"
     );
 }
+
+/// Flag values the program could not use are refused by name, with what is allowed, and a
+/// non-zero exit: never a panic (`--timeout 1e30` overflowed a Duration).
+#[test]
+fn cli_refuses_unusable_flag_values_without_panicking() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "").unwrap();
+    for (args, expect) in [
+        (
+            &["--timeout", "1e30", "stats"][..],
+            "between 0.001 and 86400 seconds",
+        ),
+        (
+            &["--timeout", "0", "stats"],
+            "between 0.001 and 86400 seconds",
+        ),
+        (
+            &["pull", "--topic", "t", "--queue", "0", "--wait-ms", "60001"],
+            "60001",
+        ),
+        (&["bench", "w2", "--connections", "0"], "at least 1"),
+        (
+            &["send", "--topic", "t", "--size", "99999999999"],
+            "more than a request can carry",
+        ),
+    ] {
+        let out = Command::new(bin("quiver"))
+            .arg("--ca")
+            .arg(&ca)
+            .args(args)
+            .output()
+            .expect("quiver runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && out.status.code() != Some(101),
+            "{args:?}: {:?} {stderr}",
+            out.status
+        );
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(stderr.contains(expect), "{args:?}: {stderr}");
+    }
+}

@@ -28,13 +28,13 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 8)]
     queues: u32,
     /// Message size in bytes.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 1024, value_parser = crate::flags::body_bytes)]
     size: usize,
     /// w2: connections (each with its own QUIC connection).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = crate::flags::count)]
     connections: usize,
     /// w2: sync sends in flight per connection.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = crate::flags::count)]
     per_connection: usize,
     /// w2: coalesce each connection's concurrent sends into batch requests (the producer's
     /// auto-batch; every send still waits for its own ack).
@@ -47,10 +47,10 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1000)]
     batches: u64,
     /// w3/w4: messages per batch.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = crate::flags::count)]
     batch_len: usize,
     /// w3/w4: batches in flight.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = crate::flags::count)]
     inflight: usize,
     /// w6: backlog to build (if the topic holds less) and read, in MiB.
     #[arg(long, default_value_t = 2048)]
@@ -269,13 +269,15 @@ async fn w6(args: &BenchArgs, ctx: &Context) -> anyhow::Result<Value> {
     let consumer = Arc::new(PullConsumer::new(ctx.client.clone()));
     let target = args.backlog_mib << 20;
     let offsets = consumer.offsets(&args.topic).await?;
+    // Offsets come from the brokers: saturate rather than trust them to be ordered.
     let held: u64 = offsets
         .iter()
-        .map(|q| q.max_offset - q.min_offset)
-        .sum::<u64>()
-        * args.size as u64;
+        .map(|q| q.max_offset.saturating_sub(q.min_offset))
+        .fold(0u64, u64::saturating_add)
+        .saturating_mul(args.size as u64);
     if held < target {
-        let missing = (target - held) / (args.size as u64 * args.batch_len as u64) + 1;
+        let batch_bytes = (args.size as u64 * args.batch_len as u64).max(1);
+        let missing = (target - held) / batch_bytes + 1;
         let fill = BenchArgs {
             batches: missing,
             workload: Workload::W3,

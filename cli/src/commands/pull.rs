@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use quiver_client::{MessageQueue, PullConsumer};
+use quiver_proto::requests::msg::PULL_WAIT_MS_MAX;
 use serde_json::json;
 
 use crate::connect::{Context, Output};
@@ -26,8 +27,8 @@ pub struct PullArgs {
     /// Most messages.
     #[arg(long, default_value_t = 32)]
     count: u32,
-    /// Long-poll: wait up to this many milliseconds for a message.
-    #[arg(long, default_value_t = 0)]
+    /// Long-poll: wait up to this many milliseconds (at most 60000) for a message.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(..=u64::from(PULL_WAIT_MS_MAX)))]
     wait_ms: u64,
 }
 

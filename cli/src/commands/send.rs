@@ -37,7 +37,7 @@ pub struct SendArgs {
     #[arg(long, conflicts_with = "size")]
     file: Option<PathBuf>,
     /// Generate a body of this many bytes (instead of --body/--file/stdin).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::flags::body_bytes)]
     size: Option<usize>,
     /// Send the message this many times.
     #[arg(long, default_value_t = 1)]
