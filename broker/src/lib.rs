@@ -7,6 +7,7 @@
 //! - [`remoting`]: request code → handler; admin checks; error mapping.
 //! - [`server`]: binding, the `listening` line and `ports.json`, graceful shutdown.
 //! - [`registration`]: register and heartbeat with the name servers; leave on shutdown.
+//! - [`repair`]: the repair command (plan, then `--yes` to cut corrupt log bytes to quarantine).
 //! - [`config`]: the broker's TOML config with `QUIVER_<SECTION>__<KEY>` overrides.
 //! - [`clock`]: the only reader of the wall clock.
 
@@ -15,5 +16,6 @@ pub mod clock;
 pub mod config;
 pub mod registration;
 pub mod remoting;
+pub mod repair;
 pub mod server;
 pub mod store;

@@ -17,17 +17,35 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(
     name = "quiver-broker",
     version,
-    about = "A Quiver broker: stores messages and serves them over QUIC"
+    about = "A Quiver broker: stores messages and serves them over QUIC",
+    args_conflicts_with_subcommands = true
 )]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     #[command(flatten)]
     server: ServerArgs,
     #[command(flatten)]
     cluster: ClusterArgs,
 }
 
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Show what a repair of a corrupt log would move to quarantine; `--yes` does it.
+    Repair(quiver_broker::repair::RepairArgs),
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Repair(args)) = &cli.command {
+        return match quiver_broker::repair::run(args, BrokerConfig::default()) {
+            Ok(report) => {
+                print!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => fail(&err),
+        };
+    }
     let mut config = match cli.server.resolve(BrokerConfig::default()) {
         Ok(config) => config,
         Err(err) => return fail(&err),

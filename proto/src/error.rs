@@ -163,6 +163,12 @@ error_codes! {
     Internal = 44, "broker.internal", true;
     /// A broker registered under a name that a live broker at another address holds.
     BrokerConflict = 50, "namesrv.broker_conflict", false;
+    /// A write or sync failed while the send was being stored: it may or may not be stored.
+    /// Not retryable, because a retry could store it twice; query by id to find out.
+    StoreOutcomeUnknown = 45, "store.outcome_unknown", false;
+    /// The store refused the send without storing it: an earlier disk or index failure
+    /// fenced it until restart. Safe to send elsewhere.
+    StoreFenced = 46, "store.fenced", true;
 }
 
 impl std::fmt::Display for ErrorCode {

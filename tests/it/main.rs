@@ -6,6 +6,7 @@ mod bad_input;
 mod cli;
 mod cluster;
 mod crash;
+mod data_safety;
 mod long_poll;
 mod query;
 mod recovery;

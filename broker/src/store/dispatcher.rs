@@ -3,6 +3,7 @@
 //! `index_durable_interval` is `Immediate` and records `dispatched_upto`. Recovery replays the
 //! log from that durable point, so nothing the log holds is ever missing from the index.
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 use std::time::Instant;
@@ -12,6 +13,7 @@ use redb::{Durability, WriteTransaction};
 use tokio::sync::oneshot;
 use tracing::error;
 
+use super::meta::Meta;
 use super::tables::{CONSUME, ConsumeEntry, DISPATCHED_UPTO, IDS, KEYS, STATE};
 use super::{Shared, StoreError};
 
@@ -78,8 +80,10 @@ impl Dispatcher {
             let durable = !flushes.is_empty()
                 || self.last_durable.elapsed() >= self.shared.config.index_durable_interval;
             if let Err(err) = self.commit(&batches, durable) {
-                // The log still holds everything; a restart replays it into the index.
-                error!(cause = %err, "index commit failed; restart the broker to rebuild the index");
+                // The log still holds everything; a restart replays it into the index. Until
+                // then the store refuses sends and reads, rather than answer stale data.
+                error!(cause = %err, "index commit failed; refusing sends and reads until restart");
+                self.shared.fence_index(err.to_string());
                 return;
             }
             for done in flushes {
@@ -100,8 +104,12 @@ impl Dispatcher {
             Durability::None
         })?;
         let mut end = None;
+        // Checked inside the write transaction: a topic deleted before it began has had its
+        // rows dropped (or they are dropped after this commit, by the delete's own
+        // transaction), so no row of a deleted topic outlives the delete.
+        let live = LiveTopics::new(&self.shared.meta);
         for (batch_end, entries) in batches {
-            insert_entries(&txn, entries)?;
+            insert_entries(&txn, entries.iter().filter(|e| live.contains(e.topic_id)))?;
             end = Some(*batch_end);
         }
         if let Some(end) = end {
@@ -117,8 +125,37 @@ impl Dispatcher {
     }
 }
 
+/// Which topic ids exist, asked once per run of entries of one topic.
+struct LiveTopics<'a> {
+    meta: &'a Meta,
+    last: Cell<Option<(u32, bool)>>,
+}
+
+impl<'a> LiveTopics<'a> {
+    fn new(meta: &'a Meta) -> Self {
+        LiveTopics {
+            meta,
+            last: Cell::new(None),
+        }
+    }
+
+    fn contains(&self, topic_id: u32) -> bool {
+        match self.last.get() {
+            Some((id, live)) if id == topic_id => live,
+            _ => {
+                let live = self.meta.name_of(topic_id).is_some();
+                self.last.set(Some((topic_id, live)));
+                live
+            }
+        }
+    }
+}
+
 /// Writes the index rows of `entries` (used by the dispatcher and by recovery replay).
-pub fn insert_entries(txn: &WriteTransaction, entries: &[IndexEntry]) -> Result<(), StoreError> {
+pub fn insert_entries<'e>(
+    txn: &WriteTransaction,
+    entries: impl IntoIterator<Item = &'e IndexEntry>,
+) -> Result<(), StoreError> {
     let mut consume = txn.open_table(CONSUME)?;
     let mut ids = txn.open_multimap_table(IDS)?;
     let mut keys = txn.open_multimap_table(KEYS)?;

@@ -28,9 +28,33 @@ pub enum StoreError {
         /// What was wrong.
         reason: String,
     },
-    /// An earlier write or sync failed, so the store refuses writes until restarted.
+    /// A sealed part of the log is corrupt at start-up: the store does not open, and no file
+    /// was changed.
     #[error(
-        "the store refused the write: an earlier commit-log write failed ({0}); restart the broker after fixing the disk"
+        "log segment {file} is corrupt at byte {file_pos} (log position {pos}): {reason}. The broker does not start on corrupt data and changed no file; run `quiver-broker repair --data-dir {data_dir}` to see what a repair would move to quarantine"
+    )]
+    CorruptLog {
+        /// Segment file name.
+        file: String,
+        /// Byte in the file.
+        file_pos: u64,
+        /// Log position.
+        pos: u64,
+        /// What failed.
+        reason: String,
+        /// The data directory, for the repair command.
+        data_dir: String,
+    },
+    /// The write or sync of this send failed: it may or may not be stored. The store is
+    /// fenced from then on.
+    #[error(
+        "the send may or may not be stored: the commit-log write or sync failed ({0}); query the message id to find out, and restart the broker after fixing the disk"
+    )]
+    OutcomeUnknown(String),
+    /// An earlier log or index failure fenced the store: it refuses sends until restarted.
+    /// The refused send was not stored.
+    #[error(
+        "the store is fenced and refused the request (nothing was stored): {0}; restart the broker after fixing the disk"
     )]
     Fenced(String),
     /// The store is shutting down.
@@ -54,7 +78,9 @@ impl StoreError {
             StoreError::Io(_)
             | StoreError::Db(_)
             | StoreError::Corrupt { .. }
-            | StoreError::Fenced(_) => ErrorCode::StoreError,
+            | StoreError::CorruptLog { .. } => ErrorCode::StoreError,
+            StoreError::OutcomeUnknown(_) => ErrorCode::StoreOutcomeUnknown,
+            StoreError::Fenced(_) => ErrorCode::StoreFenced,
             StoreError::Closed => ErrorCode::ShuttingDown,
         }
     }

@@ -6,11 +6,11 @@ use std::sync::{Arc, RwLock};
 
 use quiver_proto::ErrorCode;
 use quiver_proto::requests::topic::QUEUES_MAX;
-use redb::{Database, ReadableTable};
+use redb::{Database, ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
 
 use super::StoreError;
-use super::tables::{COUNTERS, NEXT_TOPIC_ID, TOPICS};
+use super::tables::{COUNTERS, NEXT_TOPIC_ID, QUEUE_FLOORS, TOPICS};
 
 /// A topic's stored settings.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +45,7 @@ impl Meta {
         let txn = db.begin_write()?;
         {
             txn.open_table(COUNTERS)?;
+            txn.open_table(QUEUE_FLOORS)?;
             let table = txn.open_table(TOPICS)?;
             for row in table.iter()? {
                 let (name, value) = row?;
@@ -154,10 +155,43 @@ impl Meta {
             .ok_or_else(|| not_found(name))?;
         let txn = self.db.begin_write()?;
         txn.open_table(TOPICS)?.remove(name)?;
+        txn.open_table(QUEUE_FLOORS)?
+            .retain_in((meta.id, 0)..=(meta.id, u32::MAX), |_, _| false)?;
         txn.commit()?;
         topics.by_name.remove(name);
         topics.by_id.remove(&meta.id);
         Ok(meta)
+    }
+
+    /// Every queue floor (see [`QUEUE_FLOORS`]).
+    pub fn floors(&self) -> Result<HashMap<(u32, u32), u64>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(QUEUE_FLOORS)?;
+        let mut floors = HashMap::new();
+        for row in table.iter()? {
+            let (key, value) = row?;
+            floors.insert(key.value(), value.value());
+        }
+        Ok(floors)
+    }
+
+    /// Raises queue floors durably (a floor never goes down).
+    pub fn raise_floors(&self, floors: &HashMap<(u32, u32), u64>) -> Result<(), StoreError> {
+        if floors.is_empty() {
+            return Ok(());
+        }
+        let txn = self.db.begin_write()?;
+        {
+            let mut table = txn.open_table(QUEUE_FLOORS)?;
+            for (key, floor) in floors {
+                let old = table.get(*key)?.map_or(0, |v| v.value());
+                if *floor > old {
+                    table.insert(*key, *floor)?;
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(())
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Topics> {

@@ -15,14 +15,15 @@ pub mod tables;
 
 pub mod reader;
 mod recovery;
+pub mod repair;
 mod retention;
 mod writer;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -64,6 +65,8 @@ pub(crate) struct Stats {
     pub(crate) bytes_written: AtomicU64,
     /// End of the acknowledged log.
     pub(crate) log_end: AtomicU64,
+    /// Retention passes that failed (each logged at error with its cause).
+    pub(crate) retention_errors: AtomicU64,
 }
 
 /// State shared by the request path and the store's threads.
@@ -79,9 +82,50 @@ pub(crate) struct Shared {
     pub(crate) log_start: AtomicU64,
     /// Messages stored before this time may have been removed by retention (0: none removed).
     pub(crate) removed_before_ms: AtomicU64,
+    /// Why the log refuses writes until restart (a failed write or sync). OnceLock: set at
+    /// most once (the first failure is the cause), read on every group commit.
+    pub(crate) log_fence: OnceLock<String>,
+    /// Why the index stopped following the log (a failed index commit): sends are refused
+    /// and reads fail, since the index would answer stale data.
+    pub(crate) index_fence: OnceLock<String>,
+    /// Newest broker time in each sealed segment, by base, so a retention check reads no
+    /// segment twice. Mutex: written once per roll, read once per retention check.
+    pub(crate) segment_newest: Mutex<BTreeMap<u64, u64>>,
 }
 
 impl Shared {
+    /// Fences the log after a failed write or sync: no write or sync follows until restart.
+    pub(crate) fn fence_log(&self, reason: String) {
+        let _ = self.log_fence.set(reason);
+    }
+
+    /// Fences the store after a failed index commit: sends are refused, reads fail.
+    pub(crate) fn fence_index(&self, reason: String) {
+        let _ = self.index_fence.set(reason);
+        // Wake the waiters on the dispatch position so they see the fence at once.
+        self.dispatched.send_modify(|_| ());
+    }
+
+    /// Records the newest broker time of the sealed segment at `base`.
+    pub(crate) fn set_segment_newest_ms(&self, base: u64, newest_ms: u64) {
+        self.segment_newest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(base, newest_ms);
+    }
+
+    /// Why sends are refused, if they are: the log's fence first, then the index's.
+    pub(crate) fn fenced(&self) -> Option<String> {
+        if let Some(reason) = self.log_fence.get() {
+            return Some(format!(
+                "an earlier commit-log write or sync failed ({reason})"
+            ));
+        }
+        self.index_fence
+            .get()
+            .map(|reason| format!("the index database failed ({reason})"))
+    }
+
     pub(crate) fn publish_dispatched<'a>(
         &self,
         entries: impl Iterator<Item = &'a IndexEntry>,
@@ -89,7 +133,16 @@ impl Shared {
     ) {
         {
             let mut queues = self.queues.write().unwrap_or_else(|p| p.into_inner());
+            // Asked under the queues lock, which a topic delete takes after removing the
+            // topic: a deleted topic's queues never come back.
+            let mut live = (u32::MAX, false);
             for entry in entries {
+                if live.0 != entry.topic_id {
+                    live = (entry.topic_id, self.meta.name_of(entry.topic_id).is_some());
+                }
+                if !live.1 {
+                    continue;
+                }
                 let range = queues
                     .entry((entry.topic_id, entry.queue_id))
                     .or_insert(QueueRange {
@@ -145,13 +198,24 @@ impl Store {
         db_dir: &Path,
         config: StoreConfig,
     ) -> Result<(Store, OpenReport), StoreError> {
+        Self::open_with_index(storage, db_dir, config, None)
+    }
+
+    /// [`Store::open_with`], with the index database on `index` instead of
+    /// `db_dir/index.redb` when given (tests inject a failing one).
+    pub fn open_with_index(
+        storage: Arc<dyn Storage>,
+        db_dir: &Path,
+        config: StoreConfig,
+        index: Option<Box<dyn redb::StorageBackend>>,
+    ) -> Result<(Store, OpenReport), StoreError> {
         config
             .validate()
             .map_err(|reason| StoreError::invalid(ErrorCode::InvalidArgument, reason))?;
         std::fs::create_dir_all(db_dir)?;
         let log = log::Log::open(storage)?;
         let meta = meta::Meta::open(&db_dir.join("meta.redb"))?;
-        let rec = recovery::recover(&log, &db_dir.join("index.redb"), &meta)?;
+        let rec = recovery::recover(&log, db_dir, &meta, index)?;
         let report = OpenReport {
             replayed: rec.replayed,
             truncated_bytes: rec.truncated_bytes,
@@ -172,6 +236,9 @@ impl Store {
             stats: Stats::default(),
             log_start: AtomicU64::new(rec.log_start),
             removed_before_ms: AtomicU64::new(rec.removed_before_ms),
+            log_fence: OnceLock::new(),
+            index_fence: OnceLock::new(),
+            segment_newest: Mutex::new(BTreeMap::new()),
         });
         shared
             .stats
@@ -188,7 +255,7 @@ impl Store {
             active: rec.active,
             active_len: rec.active_len,
             unsynced_since: None,
-            fenced: None,
+            active_newest_ms: None,
             buf: Vec::with_capacity(1 << 20),
         };
         let dispatcher = Dispatcher {
@@ -354,11 +421,24 @@ impl Store {
     }
 
     /// Waits until the index holds every send acknowledged before this call, so reads see
-    /// the caller's own writes.
-    pub async fn catch_up(&self) {
-        let target = self.shared.stats.log_end.load(Ordering::Acquire);
-        let mut rx = self.shared.dispatched.subscribe();
-        let _ = tokio::time::timeout(DISPATCH_WAIT_MAX, rx.wait_for(|pos| *pos >= target)).await;
+    /// the caller's own writes. Fails at once when the store is fenced.
+    pub async fn catch_up(&self) -> Result<(), StoreError> {
+        let shared = &self.shared;
+        let target = shared.stats.log_end.load(Ordering::Acquire);
+        let mut rx = shared.dispatched.subscribe();
+        let caught_up = rx.wait_for(|pos| *pos >= target || shared.index_fence.get().is_some());
+        let _ = tokio::time::timeout(DISPATCH_WAIT_MAX, caught_up).await;
+        match shared.index_fence.get() {
+            Some(reason) => Err(StoreError::Fenced(format!(
+                "the index database failed ({reason}), so reads would be stale"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Why the store refuses sends, if it does (`None` while healthy).
+    pub fn fence_reason(&self) -> Option<String> {
+        self.shared.fenced()
     }
 
     /// A receiver that changes whenever the index advances (for long-polls).
@@ -373,6 +453,7 @@ impl Store {
     /// Counters.
     pub fn stats(&self) -> BrokerStats {
         let stats = &self.shared.stats;
+        let fence = self.shared.fenced();
         BrokerStats {
             flush_mode: self.shared.config.flush.name().to_owned(),
             msgs_appended: stats.msgs_appended.load(Ordering::Relaxed),
@@ -382,6 +463,9 @@ impl Store {
             log_start: self.shared.log_start.load(Ordering::Relaxed),
             log_end: stats.log_end.load(Ordering::Relaxed),
             dispatched_upto: *self.shared.dispatched.borrow(),
+            healthy: fence.is_none(),
+            unhealthy_reason: fence.unwrap_or_default(),
+            retention_errors: stats.retention_errors.load(Ordering::Relaxed),
         }
     }
 

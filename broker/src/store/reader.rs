@@ -2,7 +2,7 @@
 
 use quiver_proto::requests::msg::{PullResponse, QUERY_BYTES_MAX, QUERY_MSGS_MAX};
 use quiver_proto::{ErrorCode, MessageId, StoredMessage};
-use redb::{ReadableDatabase, ReadableMultimapTable};
+use redb::{ReadableDatabase, ReadableMultimapTable, ReadableTable};
 
 use super::tables::{CONSUME, ConsumeEntry, IDS, KEYS};
 use super::{Shared, Store, StoreError, TopicMeta};
@@ -51,12 +51,14 @@ impl Store {
         }
         let txn = shared.index.begin_read()?;
         let consume = txn.open_table(CONSUME)?;
-        let end = spec.offset.saturating_add(u64::from(spec.max_msgs.max(1)));
+        let msgs_max = spec.max_msgs.max(1) as usize;
         let mut entries = Vec::new();
         let mut bytes = 0usize;
-        for row in
-            consume.range((meta.id, spec.queue_id, spec.offset)..(meta.id, spec.queue_id, end))?
-        {
+        // Open-ended, so a gap that `quiver-broker repair` left (offsets whose records went to
+        // quarantine) is stepped over rather than read as the queue's end.
+        let rows = consume
+            .range((meta.id, spec.queue_id, spec.offset)..(meta.id, spec.queue_id, range.max))?;
+        for row in rows.take(msgs_max) {
             let (key, value) = row?;
             let entry = ConsumeEntry::from_bytes(&value.value());
             if !entries.is_empty() && bytes + entry.size as usize > spec.max_bytes as usize {
@@ -76,13 +78,25 @@ impl Store {
                 ),
             )
         };
+        // Rows go only after the queue's minimum was raised past them, so a first row past
+        // the asked offset is retention only if the minimum moved; else it is a repair gap.
         if entries
             .first()
             .is_some_and(|(offset, _)| *offset != spec.offset)
+            && spec.offset < shared.queue_range(meta.id, spec.queue_id).min
         {
             return Err(removed());
         }
-        let next_offset = entries.last().map_or(spec.offset, |(offset, _)| offset + 1);
+        let next_offset = match entries.last() {
+            Some((offset, _)) => offset + 1,
+            None if spec.offset < range.max => {
+                if spec.offset < shared.queue_range(meta.id, spec.queue_id).min {
+                    return Err(removed());
+                }
+                range.max // every row up to the end is in a repair gap
+            }
+            None => spec.offset,
+        };
         let messages = load_many(shared, topic, &entries).map_err(|err| {
             let log_start = shared.log_start.load(std::sync::atomic::Ordering::Acquire);
             if entries
@@ -325,12 +339,35 @@ fn to_message(
 /// Removes a deleted topic's consume and key rows. Its id rows stay until retention removes
 /// the records; lookups skip them because the topic id no longer exists.
 pub(super) fn drop_topic_rows(shared: &Shared, topic_id: u32) -> Result<(), StoreError> {
+    // The topic is gone from `meta` already, so an index commit that begins from here on adds
+    // no row of it; one that began before holds the write lock until it commits, so the
+    // first transaction below sees its rows. Chunks keep each transaction short.
+    loop {
+        let txn = shared.index.begin_write()?;
+        let removed = {
+            let mut consume = txn.open_table(CONSUME)?;
+            let mut ids = txn.open_multimap_table(IDS)?;
+            let mut rows = Vec::with_capacity(DROP_CHUNK_ROWS);
+            for row in consume
+                .range((topic_id, 0, 0)..=(topic_id, u32::MAX, u64::MAX))?
+                .take(DROP_CHUNK_ROWS)
+            {
+                let (key, value) = row?;
+                rows.push((key.value(), ConsumeEntry::from_bytes(&value.value()).msg_id));
+            }
+            for (at, msg_id) in &rows {
+                consume.remove(*at)?;
+                ids.remove(msg_id.0, *at)?;
+            }
+            rows.len()
+        };
+        txn.commit()?;
+        if removed < DROP_CHUNK_ROWS {
+            break;
+        }
+    }
     let txn = shared.index.begin_write()?;
     {
-        let mut consume = txn.open_table(CONSUME)?;
-        consume.retain_in((topic_id, 0, 0)..=(topic_id, u32::MAX, u64::MAX), |_, _| {
-            false
-        })?;
         let mut keys = txn.open_multimap_table(KEYS)?;
         let names: Vec<String> = {
             let mut names = Vec::new();
@@ -346,3 +383,6 @@ pub(super) fn drop_topic_rows(shared: &Shared, topic_id: u32) -> Result<(), Stor
     txn.commit()?;
     Ok(())
 }
+
+/// Consume rows (and their id rows) deleted per transaction when a topic is deleted.
+const DROP_CHUNK_ROWS: usize = 4096;

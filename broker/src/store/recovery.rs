@@ -22,6 +22,9 @@ use super::meta::Meta;
 use super::tables::{CONSUME, DISPATCHED_UPTO, IDS, KEYS, STATE};
 use super::{QueueRange, StoreError};
 
+/// The index database's file name in the data directory.
+pub(super) const INDEX_FILE: &str = "index.redb";
+
 /// Rows replayed per index commit during recovery.
 const REPLAY_COMMIT_ROWS: usize = 100_000;
 
@@ -39,7 +42,13 @@ pub(super) struct Recovered {
     pub(super) truncated_bytes: u64,
 }
 
-pub(super) fn recover(log: &Log, index_path: &Path, meta: &Meta) -> Result<Recovered, StoreError> {
+pub(super) fn recover(
+    log: &Log,
+    data_dir: &Path,
+    meta: &Meta,
+    backend: Option<Box<dyn redb::StorageBackend>>,
+) -> Result<Recovered, StoreError> {
+    let index_path = &data_dir.join(INDEX_FILE);
     if log.segments().is_empty() {
         log.create_segment(0)?;
     }
@@ -48,9 +57,15 @@ pub(super) fn recover(log: &Log, index_path: &Path, meta: &Meta) -> Result<Recov
     let (last_base, last_file) = segments.last().cloned().expect("at least one segment");
     let claimed_end = last_base + last_file.len()?;
 
-    let mut index = open_index(index_path)?;
+    let injected = backend.is_some();
+    let mut index = match backend {
+        Some(backend) => {
+            init_tables(Database::builder().create_with_backend(DynBackend(backend))?)?
+        }
+        None => open_index(index_path)?,
+    };
     let mut from = read_dispatched(&index)?;
-    if from > claimed_end {
+    if from > claimed_end && !injected {
         warn!(
             dispatched_upto = from,
             log_end = claimed_end,
@@ -67,8 +82,9 @@ pub(super) fn recover(log: &Log, index_path: &Path, meta: &Meta) -> Result<Recov
     let mut valid_end = from;
     let mut cut = None;
     for (idx, (base, file)) in segments.iter().enumerate() {
+        let last = idx + 1 == segments.len();
         let seg_end = base + file.len()?;
-        if seg_end <= from && idx + 1 < segments.len() {
+        if seg_end <= from && !last {
             continue;
         }
         let start = from.saturating_sub(*base);
@@ -76,26 +92,42 @@ pub(super) fn recover(log: &Log, index_path: &Path, meta: &Meta) -> Result<Recov
         let end = scan(file.as_ref(), start, |offset, record, len| {
             replay.push(base + offset, record, len)
         })?;
-        let batch_start = replay.batch_start.unwrap_or(base + end.valid_len);
-        if end.error.is_some() || replay.batch_start.is_some() {
-            cut = Some((idx, batch_start - base, end.error));
-            valid_end = batch_start;
-            break;
+        if end.error.is_none() && replay.batch_start.is_none() {
+            valid_end = base + end.valid_len;
+            continue;
         }
-        valid_end = base + end.valid_len;
+        let batch_start = replay.batch_start.unwrap_or(base + end.valid_len);
+        if !last {
+            // Only the last segment can end in a torn write: a segment is synced before the
+            // next one is created. Anything else is media corruption, and cutting it would
+            // delete acknowledged messages.
+            let (pos, reason) = match &end.error {
+                Some(error) => (base + end.valid_len, error.to_string()),
+                None => (
+                    batch_start,
+                    "the segment ends inside a send batch (a sealed segment holds whole batches)"
+                        .to_owned(),
+                ),
+            };
+            return Err(StoreError::CorruptLog {
+                file: super::log::segment_name(base),
+                file_pos: pos - base,
+                pos,
+                reason,
+                data_dir: data_dir.display().to_string(),
+            });
+        }
+        cut = Some((idx, batch_start - base, end.error));
+        valid_end = batch_start;
     }
     let replayed = replay.finish(valid_end)?;
 
     let mut truncated_bytes = 0;
     if let Some((idx, keep, error)) = cut {
         let (base, file) = &segments[idx];
-        truncated_bytes = base + file.len()? - (base + keep);
+        truncated_bytes = file.len()? - keep;
         warn!(pos = base + keep, bytes = truncated_bytes, cause = ?error, "truncating torn log tail");
         file.truncate(keep)?;
-        for (later_base, later) in &segments[idx + 1..] {
-            truncated_bytes += later.len()?;
-            log.remove_segment(*later_base)?;
-        }
     }
     let segments = log.segments();
     let (active_base, active) = segments.last().cloned().expect("segment kept");
@@ -128,7 +160,10 @@ pub(super) fn recover(log: &Log, index_path: &Path, meta: &Meta) -> Result<Recov
 }
 
 fn open_index(path: &Path) -> Result<Database, StoreError> {
-    let db = Database::builder().create(path)?;
+    init_tables(Database::builder().create(path)?)
+}
+
+fn init_tables(db: Database) -> Result<Database, StoreError> {
     let txn = db.begin_write()?;
     txn.open_table(CONSUME)?;
     txn.open_multimap_table(IDS)?;
@@ -216,28 +251,36 @@ impl<'a> Replay<'a> {
     }
 }
 
+/// Each queue's `[min, max)` from its first and last index rows, never below its floor in
+/// `meta.redb`: a queue that retention emptied restarts at its old end, not at 0.
 fn load_queues(
     index: &Database,
     meta: &Meta,
 ) -> Result<HashMap<(u32, u32), QueueRange>, StoreError> {
+    let floors = meta.floors()?;
     let txn = index.begin_read()?;
     let consume = txn.open_table(CONSUME)?;
     let mut queues = HashMap::new();
     for (_, topic) in meta.list() {
         for queue_id in 0..topic.queues {
+            let floor = floors.get(&(topic.id, queue_id)).copied().unwrap_or(0);
             let range = consume.range((topic.id, queue_id, 0)..=(topic.id, queue_id, u64::MAX))?;
             let mut rows = range.map(|row| row.map(|(key, _)| key.value().2));
-            let Some(first) = rows.next().transpose()? else {
-                continue;
-            };
-            let last = rows.next_back().transpose()?.unwrap_or(first);
-            queues.insert(
-                (topic.id, queue_id),
-                QueueRange {
-                    min: first,
-                    max: last + 1,
+            let range = match rows.next().transpose()? {
+                Some(first) => {
+                    let last = rows.next_back().transpose()?.unwrap_or(first);
+                    QueueRange {
+                        min: first,
+                        max: (last + 1).max(floor),
+                    }
+                }
+                None if floor > 0 => QueueRange {
+                    min: floor,
+                    max: floor,
                 },
-            );
+                None => continue,
+            };
+            queues.insert((topic.id, queue_id), range);
         }
     }
     Ok(queues)
@@ -253,4 +296,30 @@ fn first_stored_ms(file: &dyn LogFile) -> Result<Option<u64>, StoreError> {
         ));
     }
     Ok(first)
+}
+
+/// A boxed backend as a backend (redb takes one by value).
+#[derive(Debug)]
+struct DynBackend(Box<dyn redb::StorageBackend>);
+
+impl redb::StorageBackend for DynBackend {
+    fn len(&self) -> std::io::Result<u64> {
+        self.0.len()
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        self.0.read(offset, out)
+    }
+
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.0.set_len(len)
+    }
+
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.0.sync_data()
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        self.0.write(offset, data)
+    }
 }

@@ -1,25 +1,43 @@
 //! Retention: whole old segments leave the log when it is over its size limit or when all
-//! their messages are older than the age limit. Their index rows are removed first (one
-//! durable commit), then the file; a crash in between leaves a segment no index points to,
-//! which the next pass removes.
+//! their messages are older than the age limit.
+//!
+//! Removing a segment, in order: for each chunk of its records, (1) raise the queue floors in
+//! `meta.redb` durably, so no restart hands those offsets out again; (2) raise the queues'
+//! minimums in memory, so readers get "removed" instead of a gap; (3) delete the chunk's
+//! index rows in a short transaction, so the dispatcher (and through it, sends) never waits
+//! long on the index lock. Then (4) make the deletions durable, (5) publish the new log start
+//! and (6) delete the file. A crash anywhere leaves a segment the next pass removes again.
+//!
+//! A segment's newest broker time is kept in memory (the writer records it when it rolls),
+//! so a check reads no segment; a segment sealed before a restart is read once.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 
-use redb::WriteTransaction;
+use redb::Durability;
 use tracing::{error, info};
 
+use super::LogFile;
 use super::log::scan;
+use super::record::Record;
 use super::tables::{CONSUME, IDS, KEYS};
 use super::{Shared, StoreError};
+
+/// Records whose index rows are deleted in one transaction.
+const DELETE_CHUNK_RECORDS: usize = 4096;
 
 pub(super) fn run(shared: Arc<Shared>, stop: Receiver<()>) {
     loop {
         match stop.recv_timeout(shared.config.retention_check) {
             Err(RecvTimeoutError::Timeout) => {
                 if let Err(err) = enforce(&shared, crate::clock::now_ms()) {
-                    error!(cause = %err, "retention failed");
+                    shared
+                        .stats
+                        .retention_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    error!(cause = %err, "retention failed; the segment is kept");
                 }
             }
             _ => return,
@@ -44,18 +62,26 @@ pub(super) fn enforce(shared: &Shared, now_ms: u64) -> Result<u64, StoreError> {
         let (base, file) = &segments[0];
         let next_base = segments[1].0;
         let over_size = limit_bytes > 0 && total > limit_bytes;
-        let newest_ms = newest_stored_ms(file.as_ref())?;
-        let too_old = age_ms > 0 && newest_ms.is_some_and(|ms| ms + age_ms < now_ms);
         let dispatched = *shared.dispatched.borrow() >= next_base;
-        if !(over_size || too_old) || !dispatched {
+        if !dispatched || !(over_size || age_ms > 0) {
+            return Ok(removed);
+        }
+        let newest_ms = newest_stored_ms(shared, *base, file.as_ref())?;
+        let too_old = age_ms > 0 && newest_ms.is_some_and(|ms| ms + age_ms < now_ms);
+        if !(over_size || too_old) {
             return Ok(removed);
         }
         let bytes = file.len()?;
-        drop_rows(shared, file.as_ref())?;
+        drop_rows(shared, *base, file.as_ref())?;
         // Readers that fail to read a position below `log_start` report "removed", so the
         // new start is published before the file goes.
         shared.log_start.store(next_base, Ordering::Release);
         shared.log.remove_segment(*base)?;
+        shared
+            .segment_newest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(base);
         if let Some(ms) = newest_ms {
             shared
                 .removed_before_ms
@@ -69,50 +95,128 @@ pub(super) fn enforce(shared: &Shared, now_ms: u64) -> Result<u64, StoreError> {
     }
 }
 
-fn newest_stored_ms(file: &dyn super::LogFile) -> Result<Option<u64>, StoreError> {
+/// The newest broker time in a sealed segment: remembered, or read once.
+fn newest_stored_ms(
+    shared: &Shared,
+    base: u64,
+    file: &dyn LogFile,
+) -> Result<Option<u64>, StoreError> {
+    if let Some(ms) = shared
+        .segment_newest
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&base)
+    {
+        return Ok(Some(*ms));
+    }
     let mut newest = None;
-    scan(file, 0, |_, record, _| {
+    scan_whole(base, file, |record| {
         newest = Some(record.stored_ms);
         Ok(())
     })?;
+    if let Some(ms) = newest {
+        shared.set_segment_newest_ms(base, ms);
+    }
     Ok(newest)
 }
 
-/// Deletes the index rows of every record in `file`, durably, and raises queue minimums.
-fn drop_rows(shared: &Shared, file: &dyn super::LogFile) -> Result<(), StoreError> {
-    let txn = shared.index.begin_write()?;
-    let mut raised = Vec::new();
-    remove_rows(&txn, file, &mut raised)?;
-    txn.commit()?;
-    let mut queues = shared.queues.write().unwrap_or_else(|p| p.into_inner());
-    for (key, next) in raised {
-        if let Some(range) = queues.get_mut(&key) {
-            range.min = range.min.max(next);
-        }
+/// Scans every record of a sealed segment; a record that does not decode is an error, never
+/// the silent end of the segment.
+fn scan_whole(
+    base: u64,
+    file: &dyn LogFile,
+    mut visit: impl FnMut(Record) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let end = scan(file, 0, |_, record, _| visit(record))?;
+    match end.error {
+        None => Ok(()),
+        Some(error) => Err(StoreError::Corrupt {
+            pos: base + end.valid_len,
+            reason: format!(
+                "retention cannot read segment {}: {error}; stop the broker and run `quiver-broker repair`",
+                super::log::segment_name(base)
+            ),
+        }),
     }
+}
+
+/// Deletes the index rows of every record in the segment, chunk by chunk, raising queue
+/// floors and minimums before each chunk's rows go.
+fn drop_rows(shared: &Shared, base: u64, file: &dyn LogFile) -> Result<(), StoreError> {
+    let mut chunk = Vec::with_capacity(DELETE_CHUNK_RECORDS);
+    scan_whole(base, file, |record| {
+        // Only what names the rows: a record's body would pin the scan's read buffer.
+        chunk.push(Rows {
+            topic_id: record.topic_id,
+            queue_id: record.queue_id,
+            offset: record.offset,
+            msg_id: record.msg_id.0,
+            stored_ms: record.stored_ms,
+            keys: record.keys,
+        });
+        if chunk.len() >= DELETE_CHUNK_RECORDS {
+            drop_chunk(shared, &chunk)?;
+            chunk.clear();
+        }
+        Ok(())
+    })?;
+    drop_chunk(shared, &chunk)?;
+    // The deletions become durable before the file goes: no row outlives its record.
+    let mut txn = shared.index.begin_write()?;
+    txn.set_durability(Durability::Immediate)?;
+    txn.commit()?;
     Ok(())
 }
 
-fn remove_rows(
-    txn: &WriteTransaction,
-    file: &dyn super::LogFile,
-    raised: &mut Vec<((u32, u32), u64)>,
-) -> Result<(), StoreError> {
-    let mut consume = txn.open_table(CONSUME)?;
-    let mut ids = txn.open_multimap_table(IDS)?;
-    let mut keys = txn.open_multimap_table(KEYS)?;
-    scan(file, 0, |_, record, _| {
-        let at = (record.topic_id, record.queue_id, record.offset);
-        consume.remove(at)?;
-        ids.remove(record.msg_id.0, at)?;
-        for key in &record.keys {
-            keys.remove(
-                (record.topic_id, key.as_str()),
-                (record.stored_ms, record.queue_id, record.offset),
-            )?;
+/// What names one record's index rows.
+struct Rows {
+    topic_id: u32,
+    queue_id: u32,
+    offset: u64,
+    msg_id: u128,
+    stored_ms: u64,
+    keys: Vec<String>,
+}
+
+fn drop_chunk(shared: &Shared, records: &[Rows]) -> Result<(), StoreError> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let mut floors: HashMap<(u32, u32), u64> = HashMap::new();
+    for record in records {
+        let floor = floors
+            .entry((record.topic_id, record.queue_id))
+            .or_default();
+        *floor = (*floor).max(record.offset + 1);
+    }
+    shared.meta.raise_floors(&floors)?;
+    {
+        let mut queues = shared.queues.write().unwrap_or_else(|p| p.into_inner());
+        for (key, floor) in &floors {
+            if let Some(range) = queues.get_mut(key) {
+                range.min = range.min.max(*floor);
+                range.max = range.max.max(range.min);
+            }
         }
-        raised.push(((record.topic_id, record.queue_id), record.offset + 1));
-        Ok(())
-    })?;
+    }
+    let mut txn = shared.index.begin_write()?;
+    txn.set_durability(Durability::None)?;
+    {
+        let mut consume = txn.open_table(CONSUME)?;
+        let mut ids = txn.open_multimap_table(IDS)?;
+        let mut keys = txn.open_multimap_table(KEYS)?;
+        for record in records {
+            let at = (record.topic_id, record.queue_id, record.offset);
+            consume.remove(at)?;
+            ids.remove(record.msg_id, at)?;
+            for key in &record.keys {
+                keys.remove(
+                    (record.topic_id, key.as_str()),
+                    (record.stored_ms, record.queue_id, record.offset),
+                )?;
+            }
+        }
+    }
+    txn.commit()?;
     Ok(())
 }

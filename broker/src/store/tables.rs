@@ -28,6 +28,12 @@ pub const TOPICS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("
 pub const COUNTERS: TableDefinition<'static, &str, u64> = TableDefinition::new("counters");
 /// Key of the topic id allocator in [`COUNTERS`].
 pub const NEXT_TOPIC_ID: &str = "next_topic_id";
+/// `(topic_id, queue_id)` → the queue's floor (in `meta.redb`): every offset below it was
+/// removed by retention, so the queue never starts, nor hands out an offset, below it. Raised
+/// before retention deletes a segment's index rows; the log no longer proves these offsets
+/// were used, so this is the one place that remembers them.
+pub const QUEUE_FLOORS: TableDefinition<'static, (u32, u32), u64> =
+    TableDefinition::new("queue_floors");
 
 /// One consume-index value: where a queue's message lives in the log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -11,6 +11,8 @@ use super::fault::FaultStorage;
 use super::reader::PullSpec;
 use super::*;
 
+mod hardening;
+
 fn message(body: String, batch: u64, batch_len: usize) -> SendMessage {
     let mut msg = SendMessage::new(
         Some(MessageId(u128::from(batch) << 16 | body.len() as u128)),
@@ -74,7 +76,7 @@ async fn append_read_query_and_reopen() {
         acked[2].first_offset, 3,
         "offsets are consecutive per queue"
     );
-    store.catch_up().await;
+    store.catch_up().await.unwrap();
     let meta = store.topic("t").unwrap();
     let hits = store.query_key("t", &meta, "k7", None, None, 100).unwrap();
     assert_eq!(hits.len(), 3);
@@ -167,7 +169,7 @@ async fn retention_removes_oldest_segments_and_raises_min_offset() {
             .await
             .unwrap();
     }
-    store.catch_up().await;
+    store.catch_up().await.unwrap();
     let removed = store.enforce_retention().unwrap();
     assert!(removed > 0);
     let meta = store.topic("t").unwrap();
@@ -322,7 +324,7 @@ async fn retention_by_age_removes_segments_whose_messages_are_all_old() {
             .await
             .unwrap();
     }
-    store.catch_up().await;
+    store.catch_up().await.unwrap();
     let now = crate::clock::now_ms();
     assert_eq!(
         retention::enforce(store.shared(), now).unwrap(),

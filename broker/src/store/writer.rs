@@ -52,8 +52,10 @@ pub(super) struct Writer {
     pub(super) active: Arc<dyn LogFile>,
     pub(super) active_len: u64,
     pub(super) unsynced_since: Option<Instant>,
-    pub(super) fenced: Option<String>,
     pub(super) buf: Vec<u8>,
+    /// Broker time of the newest record this writer put in the active segment (`None`
+    /// before the first one, e.g. right after a restart: retention then reads the segment).
+    pub(super) active_newest_ms: Option<u64>,
 }
 
 struct Pending {
@@ -104,6 +106,14 @@ impl Writer {
             if !jobs.is_empty() {
                 self.commit_group(jobs);
             }
+            // A saturated writer never waits, so the interval is also checked here: async
+            // mode syncs at least every `flush_interval` whatever the load.
+            if self
+                .unsynced_since
+                .is_some_and(|since| since.elapsed() >= self.shared.config.flush_interval)
+            {
+                self.sync_async_mode();
+            }
             if let Some(done) = shutdown {
                 self.sync_async_mode();
                 let _ = done.send(());
@@ -115,7 +125,7 @@ impl Writer {
 
     /// Appends every job as one write, syncs (sync mode), acknowledges, dispatches.
     fn commit_group(&mut self, jobs: Vec<Job>) {
-        if let Some(reason) = &self.fenced {
+        if let Some(reason) = self.shared.fenced() {
             for job in jobs {
                 let _ = job.reply.send(Err(StoreError::Fenced(reason.clone())));
             }
@@ -127,58 +137,26 @@ impl Writer {
         let mut n_msgs = 0u64;
         self.buf.clear();
         let mut result = Ok(());
-        for job in jobs {
+        let mut unplaced = Vec::new();
+        let mut jobs = jobs.into_iter();
+        for job in jobs.by_ref() {
             let job_bytes = job.bytes; // the records' encoded length, summed when the send was checked
             let segment_bytes = self.shared.config.segment_bytes.as_u64();
             let used = self.active_len + self.buf.len() as u64;
-            if used > 0
-                && used + job_bytes as u64 > segment_bytes
-                && let Err(err) = self.roll()
-            {
-                result = Err(err);
+            if used > 0 && used + job_bytes as u64 > segment_bytes {
+                // A failed roll may have written part of the group: stop here, and answer
+                // this job and the ones before it "outcome unknown".
+                if let Err(err) = self.roll() {
+                    result = Err(err);
+                    unplaced.push(job);
+                    break;
+                }
             }
-            let key = (job.topic_id, job.queue_id);
-            let first_offset = *self.next_offsets.get(&key).unwrap_or(&0);
-            let last_idx = job.messages.len() - 1;
-            let mut msg_ids = Vec::with_capacity(job.messages.len());
-            for (msg_idx, msg) in job.messages.iter().enumerate() {
-                let msg_id = msg
-                    .msg_id
-                    .unwrap_or_else(|| MessageId(uuid::Uuid::now_v7().as_u128()));
-                let at = Placement {
-                    topic_id: job.topic_id,
-                    queue_id: job.queue_id,
-                    offset: first_offset + msg_idx as u64,
-                    stored_ms,
-                    msg_id,
-                    batch_end: msg_idx == last_idx,
-                };
-                let pos = self.active_base + self.active_len + self.buf.len() as u64;
-                let start = self.buf.len();
-                record::encode(msg, &at, &mut self.buf);
-                entries.push(IndexEntry {
-                    topic_id: at.topic_id,
-                    queue_id: at.queue_id,
-                    offset: at.offset,
-                    pos,
-                    size: (self.buf.len() - start) as u32,
-                    tag_hash: quiver_proto::message::tag_hash(msg.tag.as_deref()),
-                    stored_ms,
-                    msg_id,
-                    keys: msg.keys.clone(),
-                });
-                msg_ids.push(msg_id);
-            }
+            let response = self.place(&job, stored_ms, &mut entries);
             n_msgs += job.messages.len() as u64;
-            self.next_offsets
-                .insert(key, first_offset + job.messages.len() as u64);
             pending.push(Pending {
                 reply: job.reply,
-                response: SendResponse {
-                    queue_id: job.queue_id,
-                    first_offset,
-                    msg_ids,
-                },
+                response,
             });
         }
         if result.is_ok() {
@@ -188,11 +166,17 @@ impl Writer {
             result = self.sync();
         }
         if let Err(err) = result {
-            error!(cause = %err, "commit log write failed; refusing writes until restart");
+            self.fence(&err);
             let reason = err.to_string();
-            self.fenced = Some(reason.clone());
             for p in pending {
-                let _ = p.reply.send(Err(StoreError::Fenced(reason.clone())));
+                let _ = p
+                    .reply
+                    .send(Err(StoreError::OutcomeUnknown(reason.clone())));
+            }
+            // Jobs from a failed roll on were never written.
+            let fence = self.shared.fenced().unwrap_or_default();
+            for job in unplaced.into_iter().chain(jobs) {
+                let _ = job.reply.send(Err(StoreError::Fenced(fence.clone())));
             }
             return;
         }
@@ -206,6 +190,58 @@ impl Writer {
         }
         // Blocks when the dispatcher is far behind: back-pressure instead of unbounded memory.
         let _ = self.dispatch.send(DispatchMsg::Batch { end, entries });
+    }
+
+    /// Encodes one job's records into the buffer with their offsets, ids and index entries.
+    fn place(&mut self, job: &Job, stored_ms: u64, entries: &mut Vec<IndexEntry>) -> SendResponse {
+        let key = (job.topic_id, job.queue_id);
+        let first_offset = *self.next_offsets.get(&key).unwrap_or(&0);
+        let last_idx = job.messages.len() - 1;
+        let mut msg_ids = Vec::with_capacity(job.messages.len());
+        for (msg_idx, msg) in job.messages.iter().enumerate() {
+            let msg_id = msg
+                .msg_id
+                .unwrap_or_else(|| MessageId(uuid::Uuid::now_v7().as_u128()));
+            let at = Placement {
+                topic_id: job.topic_id,
+                queue_id: job.queue_id,
+                offset: first_offset + msg_idx as u64,
+                stored_ms,
+                msg_id,
+                batch_end: msg_idx == last_idx,
+            };
+            let pos = self.active_base + self.active_len + self.buf.len() as u64;
+            let start = self.buf.len();
+            record::encode(msg, &at, &mut self.buf);
+            entries.push(IndexEntry {
+                topic_id: at.topic_id,
+                queue_id: at.queue_id,
+                offset: at.offset,
+                pos,
+                size: (self.buf.len() - start) as u32,
+                tag_hash: quiver_proto::message::tag_hash(msg.tag.as_deref()),
+                stored_ms,
+                msg_id,
+                keys: msg.keys.clone(),
+            });
+            msg_ids.push(msg_id);
+        }
+        self.next_offsets
+            .insert(key, first_offset + job.messages.len() as u64);
+        self.active_newest_ms = Some(stored_ms);
+        SendResponse {
+            queue_id: job.queue_id,
+            first_offset,
+            msg_ids,
+        }
+    }
+
+    /// After a failed write or sync nothing more reaches the log until restart: after a failed
+    /// `fdatasync` the kernel may have dropped the dirty pages, so a later sync that succeeds
+    /// proves nothing about them.
+    fn fence(&mut self, err: &StoreError) {
+        error!(cause = %err, "commit log write or sync failed; refusing writes until restart");
+        self.shared.fence_log(err.to_string());
     }
 
     fn write_buf(&mut self) -> Result<(), StoreError> {
@@ -236,6 +272,10 @@ impl Writer {
     fn roll(&mut self) -> Result<(), StoreError> {
         self.write_buf()?;
         self.sync()?;
+        if let Some(newest_ms) = self.active_newest_ms.take() {
+            self.shared
+                .set_segment_newest_ms(self.active_base, newest_ms);
+        }
         let base = self.active_base + self.active_len;
         self.active = self.shared.log.create_segment(base)?;
         self.active_base = base;
@@ -245,11 +285,10 @@ impl Writer {
 
     fn sync_async_mode(&mut self) {
         if self.unsynced_since.is_some()
-            && self.fenced.is_none()
+            && self.shared.log_fence.get().is_none()
             && let Err(err) = self.sync()
         {
-            error!(cause = %err, "commit log sync failed; refusing writes until restart");
-            self.fenced = Some(err.to_string());
+            self.fence(&err);
         }
     }
 }

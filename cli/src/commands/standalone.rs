@@ -12,15 +12,29 @@ use tokio_util::sync::CancellationToken;
 const STANDALONE_NODE: &str = "standalone";
 
 #[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct StandaloneArgs {
+    #[command(subcommand)]
+    command: Option<StandaloneCommand>,
     #[command(flatten)]
     server: ServerArgs,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum StandaloneCommand {
+    /// Show what a repair of a corrupt log would move to quarantine; `--yes` does it.
+    Repair(quiver_broker::repair::RepairArgs),
 }
 
 pub fn run(args: StandaloneArgs) -> anyhow::Result<()> {
     let mut defaults = BrokerConfig::default();
     defaults.broker.name = STANDALONE_NODE.into();
     defaults.broker.listen = SocketAddr::from(([127, 0, 0, 1], NAMESRV_PORT));
+    if let Some(StandaloneCommand::Repair(repair)) = &args.command {
+        let report = quiver_broker::repair::run(repair, defaults).map_err(|err| anyhow!(err))?;
+        print!("{report}");
+        return Ok(());
+    }
     let config = args.server.resolve(defaults).map_err(|err| anyhow!(err))?;
     if !config.broker.namesrv.is_empty() {
         return Err(anyhow!(

@@ -25,4 +25,11 @@ pub struct BrokerStats {
     pub log_end: u64,
     /// Log position the indexes have caught up to.
     pub dispatched_upto: u64,
+    /// Whether the store accepts sends (false after a failed log write or sync, or a failed
+    /// index commit, until restart).
+    pub healthy: bool,
+    /// Why the store is unhealthy (empty while healthy).
+    pub unhealthy_reason: String,
+    /// Retention passes that failed (each logged with its cause).
+    pub retention_errors: u64,
 }

@@ -95,7 +95,8 @@ proptest! {
         });
         round_trip(&StatsRequest {});
         round_trip(&BrokerStats { flush_mode: "sync".into(), msgs_appended: n, appends: n, fsyncs: n,
-            bytes_written: n, log_start: 0, log_end: n, dispatched_upto: n });
+            bytes_written: n, log_start: 0, log_end: n, dispatched_upto: n, healthy: n % 2 == 0,
+            unhealthy_reason: "disk".into(), retention_errors: n });
     }
 
     #[test]

@@ -55,7 +55,7 @@ pub(crate) async fn pull(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure
         max_msgs: request.max_msgs.clamp(1, PULL_MSGS_MAX),
         max_bytes: request.max_bytes.clamp(1, PULL_BYTES_MAX),
     };
-    broker.store.catch_up().await;
+    broker.store.catch_up().await?;
     let wait = Duration::from_millis(u64::from(request.wait_ms.min(PULL_WAIT_MS_MAX)));
     let range = wait_for_message(broker, &meta, spec, wait).await;
     if spec.offset == range.max {
@@ -100,7 +100,7 @@ pub(crate) async fn query_id(broker: &Broker, body: &Bytes) -> Result<Bytes, Fai
     let request: QueryIdRequest = decode_body(body)?;
     let name = topic_name(&request.topic)?;
     let meta = broker.store.topic(name.as_str())?;
-    broker.store.catch_up().await;
+    broker.store.catch_up().await?;
     let store = broker.store.clone();
     let messages =
         blocking(move || Ok(store.query_id(name.as_str(), &meta, request.msg_id)?)).await?;
@@ -118,7 +118,7 @@ pub(crate) async fn query_key(broker: &Broker, body: &Bytes) -> Result<Bytes, Fa
         )
         .into());
     }
-    broker.store.catch_up().await;
+    broker.store.catch_up().await?;
     let store = broker.store.clone();
     let messages = blocking(move || {
         Ok(store.query_key(
@@ -138,7 +138,7 @@ pub(crate) async fn queue_offsets(broker: &Broker, body: &Bytes) -> Result<Bytes
     let request: QueueOffsetsRequest = decode_body(body)?;
     let name = topic_name(&request.topic)?;
     let meta = broker.store.topic(name.as_str())?;
-    broker.store.catch_up().await;
+    broker.store.catch_up().await?;
     reply(&QueueOffsetsResponse {
         queues: offsets_of(broker, &meta),
     })

@@ -68,7 +68,7 @@ pub(crate) async fn describe(broker: &Broker, body: &Bytes) -> Result<Bytes, Fai
     let request: TopicDescribe = decode_body(body)?;
     topic_name(&request.topic)?;
     let meta = broker.store.topic(&request.topic)?;
-    broker.store.catch_up().await;
+    broker.store.catch_up().await?;
     reply(&describe_meta(broker, &request.topic, &meta))
 }
 
