@@ -37,6 +37,9 @@ pub struct ServerArgs {
     /// Create unknown topics on first send.
     #[arg(long)]
     pub auto_create_topics: bool,
+    /// Serve sends, pulls, queries and routes without a client certificate (a warning).
+    #[arg(long)]
+    pub allow_anonymous: bool,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -94,6 +97,9 @@ impl ServerArgs {
         }
         if self.auto_create_topics {
             config.broker.auto_create_topics = true;
+        }
+        if self.allow_anonymous {
+            config.broker.allow_anonymous = true;
         }
         Ok(config)
     }

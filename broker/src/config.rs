@@ -41,6 +41,9 @@ pub struct BrokerSection {
     pub data_dir: PathBuf,
     /// Create unknown topics on first send.
     pub auto_create_topics: bool,
+    /// Serve sends, pulls, queries and routes to clients without a certificate (logged as a
+    /// warning at start). Admin and node requests always need their certificates.
+    pub allow_anonymous: bool,
     /// Queue count of auto-created topics.
     pub default_queues: u32,
     /// Cluster name, reported to the name servers.
@@ -70,6 +73,7 @@ impl Default for BrokerSection {
             advertise: None,
             data_dir: PathBuf::from("quiver-data"),
             auto_create_topics: false,
+            allow_anonymous: false,
             default_queues: quiver_proto::requests::topic::QUEUES_DEFAULT,
             cluster: "DefaultCluster".into(),
             namesrv: Vec::new(),

@@ -48,7 +48,11 @@ pub async fn run(
         advertise,
         auto_create_topics: config.broker.auto_create_topics,
         default_queues: config.broker.default_queues,
+        access: quiver_net::server::AccessPolicy {
+            allow_anonymous: config.broker.allow_anonymous,
+        },
     };
+    remoting.access.log_start(role);
     let identity = Identity {
         cluster: remoting.cluster.clone(),
         broker_name: remoting.broker_name.clone(),

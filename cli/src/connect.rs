@@ -51,7 +51,7 @@ pub struct Context {
 impl Context {
     pub fn new(global: GlobalArgs) -> anyhow::Result<Self> {
         let ca = locate_ca(global.ca.as_deref()).map_err(|err| anyhow!(err))?;
-        let identity = locate_client_pair(global.cert.as_deref(), global.key.as_deref())
+        let identity = locate_client_pair(global.cert.as_deref(), global.key.as_deref(), &ca)
             .map_err(|err| anyhow!(err))?;
         let namesrv: Vec<String> = global
             .namesrv

@@ -23,7 +23,8 @@ pub struct ClientOptions {
     pub namesrv: Vec<String>,
     /// The cluster CA.
     pub ca: PathBuf,
-    /// Optional client certificate pair (required for admin requests).
+    /// Client certificate pair: servers refuse requests without one (unless they allow
+    /// anonymous access); admin requests need an admin pair.
     pub identity: Option<(PathBuf, PathBuf)>,
     /// Per-request timeout.
     pub timeout: Duration,
@@ -32,12 +33,17 @@ pub struct ClientOptions {
 }
 
 impl ClientOptions {
-    /// Options for `namesrv` trusting `ca`, without a client certificate.
+    /// Options for `namesrv` trusting `ca`, with the client pair beside the CA
+    /// (`client.{pem,key}` in the CA's directory, as `quiver certs init` and the standalone
+    /// lay them out) when it exists; set `identity` for another pair, or `None` for none.
     pub fn new(namesrv: impl Into<String>, ca: PathBuf) -> Self {
+        let identity = ca
+            .parent()
+            .and_then(|dir| quiver_net::tls::pair_in(dir, "client"));
         ClientOptions {
             namesrv: vec![namesrv.into()],
             ca,
-            identity: None,
+            identity,
             timeout: Duration::from_secs(10),
             route_refresh: ROUTE_REFRESH_DEFAULT,
         }

@@ -33,6 +33,9 @@ struct Cli {
     /// Drop a broker after this long without a heartbeat (e.g. 30s, 1s).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     expiry: Duration,
+    /// Serve routes and cluster lists to clients without a certificate (logged as a warning).
+    #[arg(long, env = "QUIVER_ALLOW_ANONYMOUS")]
+    allow_anonymous: bool,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -79,7 +82,11 @@ async fn serve(cli: Cli, tls: ServerTls) -> Result<(), String> {
     let bound = endpoint
         .local_addr()
         .map_err(|err| format!("cannot read the bound address: {err}"))?;
-    let server = NameServer::new(cli.expiry);
+    let policy = quiver_net::server::AccessPolicy {
+        allow_anonymous: cli.allow_anonymous,
+    };
+    policy.log_start("namesrv");
+    let server = NameServer::new(cli.expiry, policy);
     tokio::spawn(server.clone().drive_expiry(shutdown.clone()));
     quiver_net::process::announce("namesrv", &cli.data_dir, bound)?;
     quiver_net::server::serve(endpoint, server, shutdown).await;

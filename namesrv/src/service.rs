@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use quiver_net::server::{access_denied, error_frame};
+use quiver_net::server::{AccessPolicy, error_frame, node_name_denied};
 use quiver_net::{Peer, Service};
 use quiver_proto::requests::route::{
     BrokerRegistration, BrokerUnregister, ClusterList, ClusterListing, RegistrationAck, RouteGet,
@@ -24,14 +24,16 @@ pub struct NameServer {
     registry: Mutex<Registry>,
     // The registry's clock: milliseconds since this process started (monotonic).
     started: Instant,
+    policy: AccessPolicy,
 }
 
 impl NameServer {
     /// A name server that drops brokers silent for `expiry`.
-    pub fn new(expiry: Duration) -> Arc<Self> {
+    pub fn new(expiry: Duration, policy: AccessPolicy) -> Arc<Self> {
         Arc::new(NameServer {
             registry: Mutex::new(Registry::new(expiry.as_millis() as u64)),
             started: Instant::now(),
+            policy,
         })
     }
 
@@ -61,7 +63,12 @@ impl NameServer {
         }
     }
 
-    fn dispatch(&self, code: RequestCode, body: &Bytes) -> Result<Vec<u8>, (ErrorCode, String)> {
+    fn dispatch(
+        &self,
+        code: RequestCode,
+        peer: &Peer,
+        body: &Bytes,
+    ) -> Result<Vec<u8>, (ErrorCode, String)> {
         let now = self.now_ms();
         match code {
             RequestCode::RouteGet => {
@@ -81,6 +88,7 @@ impl NameServer {
             }
             RequestCode::BrokerRegister | RequestCode::BrokerHeartbeat => {
                 let registration: BrokerRegistration = decode(body)?;
+                check_node(peer, &registration.broker_name)?;
                 let (name, addr) = (registration.broker_name.clone(), registration.addr.clone());
                 let mut registry = self.registry();
                 match registry.handle_register(now, registration) {
@@ -99,6 +107,7 @@ impl NameServer {
             }
             RequestCode::BrokerUnregister => {
                 let request: BrokerUnregister = decode(body)?;
+                check_node(peer, &request.broker_name)?;
                 if self.registry().handle_unregister(&request) {
                     info!(broker = %request.broker_name, "broker unregistered");
                 }
@@ -119,6 +128,13 @@ impl NameServer {
                 ),
             )),
         }
+    }
+}
+
+fn check_node(peer: &Peer, broker_name: &str) -> Result<(), (ErrorCode, String)> {
+    match node_name_denied(peer, broker_name) {
+        Some(reason) => Err((ErrorCode::PermissionDenied, reason)),
+        None => Ok(()),
     }
 }
 
@@ -149,10 +165,10 @@ impl Service for NameServer {
                 format!("{err}: upgrade the client or check the request"),
             ));
         };
-        if let Some(reason) = access_denied(code, &peer) {
+        if let Some(reason) = self.policy.denied(code, &peer) {
             return Some(error_frame(&header, ErrorCode::PermissionDenied, reason));
         }
-        Some(match self.dispatch(code, &request.body) {
+        Some(match self.dispatch(code, &peer, &request.body) {
             Ok(body) => Frame::response(&header, ErrorCode::Ok, Bytes::from(body)),
             Err((status, message)) => error_frame(&header, status, message),
         })

@@ -224,28 +224,64 @@ async fn read_request(recv: &mut quinn::RecvStream, body_max: usize) -> Result<F
     })
 }
 
-/// Why `peer` may not send `code`, or `None` when it may.
-pub fn access_denied(code: quiver_proto::RequestCode, peer: &Peer) -> Option<String> {
-    use quiver_proto::Access;
-    let role = peer.identity.as_ref().map(|id| id.role);
-    let (needed, fix) = match code.access() {
-        Access::Open => return None,
-        Access::Admin if role == Some(Role::Admin) => return None,
-        Access::Node if role == Some(Role::Node) => return None,
-        Access::Admin => (
-            "the admin role",
-            "pass --cert/--key of an admin pair, e.g. made by `quiver certs init --client ops --admin`",
-        ),
-        Access::Node => (
-            "a node certificate",
-            "use a pair made by `quiver certs init --node NAME` with the cluster's CA",
-        ),
-    };
-    let found = peer.identity.as_ref().map_or_else(
-        || "none".to_owned(),
-        |id| format!("{:?} {}", id.role, id.name),
-    );
-    Some(format!("{code} needs {needed} (found {found}): {fix}"))
+/// Who may send what: a server's access policy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AccessPolicy {
+    /// Data-plane requests (`Access::Client`) without a client certificate.
+    pub allow_anonymous: bool,
+}
+
+impl AccessPolicy {
+    /// Why `peer` may not send `code`, or `None` when it may.
+    pub fn denied(self, code: quiver_proto::RequestCode, peer: &Peer) -> Option<String> {
+        use quiver_proto::Access;
+        let role = peer.identity.as_ref().map(|id| id.role);
+        let (needed, fix) = match code.access() {
+            Access::Client if matches!(role, Some(Role::Client | Role::Admin)) => return None,
+            Access::Client if role.is_none() && self.allow_anonymous => return None,
+            Access::Admin if role == Some(Role::Admin) => return None,
+            Access::Node if role == Some(Role::Node) => return None,
+            Access::Client => (
+                "a client certificate signed by the cluster CA",
+                "pass --cert/--key of a client pair (the standalone makes ./quiver-data/tls/client.{pem,key}; `quiver certs init --client NAME` makes one), or run the server with allow_anonymous = true",
+            ),
+            Access::Admin => (
+                "the admin role",
+                "pass --cert/--key of an admin pair, e.g. made by `quiver certs init --client ops --admin`",
+            ),
+            Access::Node => (
+                "a node certificate",
+                "use a pair made by `quiver certs init --node NAME` with the cluster's CA",
+            ),
+        };
+        let found = peer.identity.as_ref().map_or_else(
+            || "none".to_owned(),
+            |id| format!("{:?} {}", id.role, id.name),
+        );
+        Some(format!("{code} needs {needed} (found {found}): {fix}"))
+    }
+
+    /// Logs the policy at start: anonymous access is a warning.
+    pub fn log_start(self, role: &str) {
+        if self.allow_anonymous {
+            tracing::warn!(
+                role,
+                "allow_anonymous = true: sends, pulls, queries and routes need no client certificate"
+            );
+        }
+    }
+}
+
+/// Why a node certificate may not register `broker_name`, or `None` when it names it.
+pub fn node_name_denied(peer: &Peer, broker_name: &str) -> Option<String> {
+    match &peer.identity {
+        Some(id) if id.role == Role::Node && id.name == broker_name => None,
+        Some(id) => Some(format!(
+            "the node certificate is issued to {:?}, not to broker {broker_name:?}: a node may only register itself (make a pair with `quiver certs init --node {broker_name}`)",
+            id.name
+        )),
+        None => Some("registration needs a node certificate".into()),
+    }
 }
 
 /// An error response to `request` with a message saying what to fix.

@@ -379,11 +379,13 @@ pub fn locate_ca(explicit: Option<&Path>) -> Result<PathBuf, String> {
 }
 
 /// Finds a client certificate pair: explicit flags, then `QUIVER_CERT`/`QUIVER_KEY`, then
-/// `./quiver-data/tls/admin.{pem,key}`. `Ok(None)` when none is found (admin requests will
-/// then be refused with a message naming the paths tried).
+/// `admin.{pem,key}` and `client.{pem,key}` beside the CA (`ca`), then the same two in
+/// `./quiver-data/tls/`. `Ok(None)` when none is found (requests will then be refused with a
+/// message naming the fix, unless the server allows anonymous data-plane access).
 pub fn locate_client_pair(
     cert: Option<&Path>,
     key: Option<&Path>,
+    ca: &Path,
 ) -> Result<Option<(PathBuf, PathBuf)>, String> {
     match (cert, key) {
         (Some(cert), Some(key)) => return Ok(Some((cert.to_owned(), key.to_owned()))),
@@ -398,14 +400,25 @@ pub fn locate_client_pair(
     ) {
         return Ok(Some((cert.into(), key.into())));
     }
-    let dir = Path::new(DEFAULT_TLS_DIR);
-    let (cert, key) = (dir.join("admin.pem"), dir.join("admin.key"));
-    Ok((cert.exists() && key.exists()).then_some((cert, key)))
+    let dirs = [ca.parent(), Some(Path::new(DEFAULT_TLS_DIR))];
+    Ok(dirs
+        .into_iter()
+        .flatten()
+        .flat_map(|dir| ["admin", "client"].map(|name| (dir, name)))
+        .find_map(|(dir, name)| pair_in(dir, name)))
+}
+
+/// `dir/<name>.{pem,key}` when both exist.
+pub fn pair_in(dir: &Path, name: &str) -> Option<(PathBuf, PathBuf)> {
+    let (cert, key) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    );
+    (cert.exists() && key.exists()).then_some((cert, key))
 }
 
 /// The places `locate_client_pair` looks, for error messages.
-pub const CLIENT_PAIR_SEARCH: &str =
-    "--cert/--key, QUIVER_CERT/QUIVER_KEY, ./quiver-data/tls/admin.{pem,key}";
+pub const CLIENT_PAIR_SEARCH: &str = "--cert/--key, QUIVER_CERT/QUIVER_KEY, admin.{pem,key} and client.{pem,key} beside the CA, then in ./quiver-data/tls/";
 
 fn locate(
     explicit: Option<PathBuf>,

@@ -7,11 +7,13 @@
 /// Who may send a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
-    /// Any TLS client that trusts the cluster CA.
-    Open,
+    /// A client certificate (role `client` or `admin`) signed by the cluster CA; without
+    /// one only when the server runs with `allow_anonymous = true`.
+    Client,
     /// A client certificate with the admin role.
     Admin,
-    /// A node (broker or name server) certificate.
+    /// A node (broker or name server) certificate; registrations also need the
+    /// certificate's name to be the broker name registered.
     Node,
 }
 
@@ -63,21 +65,21 @@ request_codes! {
     /// Delete a topic and its queues.
     TopicDelete = 102, "topic.delete", Admin;
     /// List topics.
-    TopicList = 103, "topic.list", Open;
+    TopicList = 103, "topic.list", Client;
     /// Describe one topic with its queues' offsets.
-    TopicDescribe = 104, "topic.describe", Open;
+    TopicDescribe = 104, "topic.describe", Client;
     /// Send one message or a batch.
-    MsgSend = 200, "msg.send", Open;
+    MsgSend = 200, "msg.send", Client;
     /// Pull messages from a queue.
-    MsgPull = 201, "msg.pull", Open;
+    MsgPull = 201, "msg.pull", Client;
     /// Look messages up by id.
-    MsgQueryId = 202, "msg.query_id", Open;
+    MsgQueryId = 202, "msg.query_id", Client;
     /// Look messages up by key.
-    MsgQueryKey = 203, "msg.query_key", Open;
+    MsgQueryKey = 203, "msg.query_key", Client;
     /// Min and max offsets of a topic's queues.
-    QueueOffsets = 204, "queue.offsets", Open;
+    QueueOffsets = 204, "queue.offsets", Client;
     /// A topic's route: which broker serves which queues.
-    RouteGet = 300, "route.get", Open;
+    RouteGet = 300, "route.get", Client;
     /// A broker announces itself and its topics to a name server.
     BrokerRegister = 301, "broker.register", Node;
     /// A broker's periodic re-announcement (same body as `broker.register`).
@@ -85,9 +87,9 @@ request_codes! {
     /// A broker leaves (graceful shutdown): its routes drop at once.
     BrokerUnregister = 303, "broker.unregister", Node;
     /// Every registered broker with its liveness.
-    ClusterList = 304, "cluster.list", Open;
+    ClusterList = 304, "cluster.list", Client;
     /// Broker counters (appends, fsyncs, bytes).
-    BrokerStats = 900, "broker.stats", Open;
+    BrokerStats = 900, "broker.stats", Client;
 }
 
 impl std::fmt::Display for RequestCode {

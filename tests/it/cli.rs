@@ -84,13 +84,16 @@ fn cli_creates_sends_pulls_and_queries() {
     );
     let found: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(found["keys"][0], "k1");
-    // Without a client certificate, an admin request says where the CLI looked for one.
+    // Without a client certificate (a CA with no pair beside it), a request says where the
+    // CLI looked for one.
+    let lone_ca = dir.path().join("lone-ca.pem");
+    std::fs::copy(server.tls_dir().join("ca.pem"), &lone_ca).unwrap();
     let out = Command::new(bin("quiver"))
         .current_dir(dir.path())
         .env_remove("QUIVER_CERT")
         .env_remove("QUIVER_KEY")
         .arg("--ca")
-        .arg(server.tls_dir().join("ca.pem"))
+        .arg(&lone_ca)
         .args(["--namesrv", &server.addr, "topic", "create", "denied"])
         .output()
         .unwrap();

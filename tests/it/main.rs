@@ -10,6 +10,7 @@ mod data_safety;
 mod long_poll;
 mod query;
 mod recovery;
+mod security;
 mod send_modes;
 mod tidy;
 

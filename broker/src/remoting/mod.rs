@@ -31,6 +31,8 @@ pub struct RemotingConfig {
     pub auto_create_topics: bool,
     /// Queue count of auto-created topics.
     pub default_queues: u32,
+    /// Who may send what.
+    pub access: quiver_net::server::AccessPolicy,
 }
 
 /// The broker's request handler state.
@@ -87,7 +89,7 @@ impl Broker {
         peer: &Peer,
         body: &Bytes,
     ) -> Result<Bytes, Failure> {
-        if let Some(reason) = quiver_net::server::access_denied(code, peer) {
+        if let Some(reason) = self.config.access.denied(code, peer) {
             return Err(Failure::new(ErrorCode::PermissionDenied, reason));
         }
         match code {

@@ -73,11 +73,25 @@ pub fn run(args: StandaloneArgs) -> anyhow::Result<()> {
         }
         let plan = CertPlan {
             nodes: vec![(node.clone(), sans)],
-            clients: vec![("admin".into(), true)],
+            clients: vec![("admin".into(), true), ("client".into(), false)],
         };
         init_dir(&tls_dir, &plan)?;
         eprintln!(
-            "quiver: created TLS material in {} (CA, node pair, admin client pair)",
+            "quiver: created TLS material in {} (CA, node pair, admin and client pairs)",
+            tls_dir.display()
+        );
+    } else if config.tls.dir.is_none()
+        && tls_dir.join("ca.key").exists()
+        && !tls_dir.join("client.pem").exists()
+    {
+        // A TLS dir from before clients needed a certificate: add the client pair.
+        let plan = CertPlan {
+            nodes: vec![],
+            clients: vec![("client".into(), false)],
+        };
+        init_dir(&tls_dir, &plan)?;
+        eprintln!(
+            "quiver: added a client pair to {} (data-plane requests need a client certificate)",
             tls_dir.display()
         );
     }

@@ -24,12 +24,13 @@ fn client(namesrv: &[&str], tls: &std::path::Path, identity: Option<&str>) -> Cl
     let mut options = ClientOptions::new(namesrv[0].to_owned(), tls.join("ca.pem"));
     options.namesrv = namesrv.iter().map(|s| s.to_string()).collect();
     options.timeout = Duration::from_secs(3);
-    options.identity = identity.map(|name| {
-        (
+    // Without a name: the client pair beside the CA (ClientOptions::new).
+    if let Some(name) = identity {
+        options.identity = Some((
             tls.join(format!("{name}.pem")),
             tls.join(format!("{name}.key")),
-        )
-    });
+        ));
+    }
     Client::new(options).unwrap()
 }
 
@@ -93,7 +94,7 @@ fn start_cluster(dir: &std::path::Path, n_namesrvs: usize, brokers: &[&str]) -> 
         &tls,
         &CertPlan {
             nodes,
-            clients: vec![("admin".into(), true)],
+            clients: vec![("admin".into(), true), ("client".into(), false)],
         },
     )
     .unwrap();

@@ -160,6 +160,26 @@ async fn brokers_register_route_leave_and_expire() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::PermissionDenied), "{err}");
+    // A node certificate registers only the broker it names.
+    let as_other_node = client(&[&ns2.addr], &tls, Some("broker-b"));
+    for code in [RequestCode::BrokerRegister, RequestCode::BrokerHeartbeat] {
+        let err = as_other_node
+            .call::<_, RegistrationAck>(&ns2.addr, code, &conflict)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::PermissionDenied), "{err}");
+        assert!(err.to_string().contains("broker-b"), "{err}");
+    }
+    let unregister = quiver_proto::requests::route::BrokerUnregister {
+        cluster: "c1".into(),
+        broker_name: "broker-a".into(),
+        addr: "127.0.0.1:1".into(),
+    };
+    let err = as_other_node
+        .call::<_, RegistrationAck>(&ns2.addr, RequestCode::BrokerUnregister, &unregister)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::PermissionDenied), "{err}");
     let as_node = client(&[&ns2.addr], &tls, Some("broker-a"));
     let err = as_node
         .call::<_, RegistrationAck>(&ns2.addr, RequestCode::BrokerRegister, &conflict)
