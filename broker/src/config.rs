@@ -25,6 +25,8 @@ pub struct BrokerConfig {
     pub tls: TlsSection,
     /// The store.
     pub store: StoreConfig,
+    /// What peers may hold: connections, request bytes, shutdown drain.
+    pub limits: quiver_net::limits::ServerLimits,
 }
 
 /// `[broker]`.
@@ -44,6 +46,9 @@ pub struct BrokerSection {
     /// Serve sends, pulls, queries and routes to clients without a certificate (logged as a
     /// warning at start). Admin and node requests always need their certificates.
     pub allow_anonymous: bool,
+    /// Long-polling pulls waiting at once; a pull beyond it is answered at once (empty if
+    /// nothing is there).
+    pub long_polls_max: usize,
     /// Queue count of auto-created topics.
     pub default_queues: u32,
     /// Cluster name, reported to the name servers.
@@ -74,6 +79,7 @@ impl Default for BrokerSection {
             data_dir: PathBuf::from("quiver-data"),
             auto_create_topics: false,
             allow_anonymous: false,
+            long_polls_max: 10_000,
             default_queues: quiver_proto::requests::topic::QUEUES_DEFAULT,
             cluster: "DefaultCluster".into(),
             namesrv: Vec::new(),
@@ -104,6 +110,14 @@ impl BrokerConfig {
         config
             .store
             .validate()
+            .map_err(|err| format!("invalid configuration: {err}"))?;
+        let store = &config.store;
+        let request_max = store.batch_bytes_max.as_u64() as usize
+            + store.message_bytes_max.as_u64() as usize
+            + (1 << 20);
+        config
+            .limits
+            .validate(request_max)
             .map_err(|err| format!("invalid configuration: {err}"))?;
         Ok(config)
     }

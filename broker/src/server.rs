@@ -48,6 +48,7 @@ pub async fn run(
         advertise,
         auto_create_topics: config.broker.auto_create_topics,
         default_queues: config.broker.default_queues,
+        long_polls_max: config.broker.long_polls_max,
         access: quiver_net::server::AccessPolicy {
             allow_anonymous: config.broker.allow_anonymous,
         },
@@ -78,7 +79,7 @@ pub async fn run(
         Some(tokio::spawn(registrar.run(shutdown.clone())))
     };
     quiver_net::process::announce(role, &data_dir, bound)?;
-    quiver_net::server::serve(endpoint, broker, shutdown).await;
+    quiver_net::server::serve(endpoint, broker, shutdown, config.limits.clone()).await;
     if let Some(registrar) = registrar {
         let _ = registrar.await;
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use quiver_namesrv::service::NameServer;
+use quiver_net::limits::ServerLimits;
 use quiver_net::tls::ServerTls;
 use tokio_util::sync::CancellationToken;
 
@@ -89,7 +90,7 @@ async fn serve(cli: Cli, tls: ServerTls) -> Result<(), String> {
     let server = NameServer::new(cli.expiry, policy);
     tokio::spawn(server.clone().drive_expiry(shutdown.clone()));
     quiver_net::process::announce("namesrv", &cli.data_dir, bound)?;
-    quiver_net::server::serve(endpoint, server, shutdown).await;
+    quiver_net::server::serve(endpoint, server, shutdown, ServerLimits::default()).await;
     Ok(())
 }
 

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use quiver_proto::requests::route::{BrokerInfo, BrokerRegistration, BrokerUnregister, TopicRoute};
 
+use quiver_proto::requests::topic::{QUEUES_MAX, TOPICS_MAX};
+
 use crate::RouteTable;
 
 /// Why a registration was refused.
@@ -23,6 +25,14 @@ pub enum RegistryError {
         age_ms: u64,
         /// Time until it expires.
         wait_ms: u64,
+    },
+    /// The registration breaks a limit; nothing of it was taken.
+    #[error("registration of broker {broker_name} refused: {reason}")]
+    Invalid {
+        /// The broker.
+        broker_name: String,
+        /// What is wrong.
+        reason: String,
     },
 }
 
@@ -63,6 +73,10 @@ impl Registry {
     ) -> Result<bool, RegistryError> {
         self.poll_expired(now_ms);
         let name = registration.broker_name.clone();
+        check_registration(&registration).map_err(|reason| RegistryError::Invalid {
+            broker_name: name.clone(),
+            reason,
+        })?;
         let fresh = match self.brokers.get(&name) {
             Some(entry) if entry.registration.addr != registration.addr => {
                 let age_ms = now_ms.saturating_sub(entry.last_seen_ms);
@@ -149,7 +163,10 @@ impl Registry {
                     data_version: reg.data_version,
                     heartbeat_age_ms: now_ms.saturating_sub(entry.last_seen_ms),
                     topics: reg.topics.len() as u32,
-                    queues: reg.topics.iter().map(|t| t.queues).sum(),
+                    queues: reg
+                        .topics
+                        .iter()
+                        .fold(0u32, |sum, t| sum.saturating_add(t.queues)),
                 }
             })
             .collect()
@@ -163,3 +180,29 @@ impl Registry {
 
 #[cfg(test)]
 mod tests;
+
+/// Limits a registration must keep before anything of it is taken: at most
+/// [`TOPICS_MAX`] topics, each named by the naming rules, once, with 1 to [`QUEUES_MAX`]
+/// queues.
+fn check_registration(registration: &BrokerRegistration) -> Result<(), String> {
+    if registration.topics.len() > TOPICS_MAX {
+        return Err(format!(
+            "{} topics: at most {TOPICS_MAX}",
+            registration.topics.len()
+        ));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(registration.topics.len());
+    for topic in &registration.topics {
+        quiver_proto::Name::new(&topic.topic).map_err(|err| format!("topic {err}"))?;
+        if !(1..=QUEUES_MAX).contains(&topic.queues) {
+            return Err(format!(
+                "topic {} has {} queues: use 1 to {QUEUES_MAX}",
+                topic.topic, topic.queues
+            ));
+        }
+        if !seen.insert(topic.topic.as_str()) {
+            return Err(format!("topic {} is listed twice", topic.topic));
+        }
+    }
+    Ok(())
+}

@@ -103,6 +103,9 @@ impl NameServer {
                     Err(err @ RegistryError::Conflict { .. }) => {
                         Err((ErrorCode::BrokerConflict, err.to_string()))
                     }
+                    Err(err @ RegistryError::Invalid { .. }) => {
+                        Err((ErrorCode::InvalidArgument, err.to_string()))
+                    }
                 }
             }
             RequestCode::BrokerUnregister => {

@@ -324,6 +324,28 @@ impl RpcClient {
         }
     }
 
+    /// Sends a request, reads the answer's 20-byte header (so the server is known to be
+    /// answering) and no more: the rest stays unread until the returned handle is dropped
+    /// (tests of a peer that stops reading).
+    pub async fn call_unread(&self, code: RequestCode, body: Bytes) -> Result<Unread, NetError> {
+        let conn = self.connection().await?;
+        let request_id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
+        let frame = Frame::request(code as u16, request_id, false, body);
+        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| self.io_err(code, e))?;
+        send.write_all_chunks(&mut frame.to_parts())
+            .await
+            .map_err(|e| self.io_err(code, e))?;
+        send.finish().map_err(|e| self.io_err(code, e))?;
+        let mut header = [0u8; quiver_proto::frame::HEADER_BYTES];
+        recv.read_exact(&mut header)
+            .await
+            .map_err(|e| self.io_err(code, e))?;
+        Ok(Unread {
+            _recv: recv,
+            _conn: conn,
+        })
+    }
+
     /// Closes the connection, if open.
     pub async fn close(&self) {
         if let Some(conn) = self.conn.lock().await.take() {
@@ -354,4 +376,10 @@ impl Drop for Streams {
             let _ = self.recv.stop(code);
         }
     }
+}
+
+/// A request whose answer is left unread (see [`RpcClient::call_unread`]).
+pub struct Unread {
+    _recv: quinn::RecvStream,
+    _conn: quinn::Connection,
 }

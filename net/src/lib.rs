@@ -5,6 +5,7 @@
 //! - [`tls`]: make and load the cluster CA and node/client certificates; rustls configs;
 //!   peer identity (name and role) from a client certificate.
 //! - [`endpoint`]: quinn endpoints with explicit transport limits.
+//! - [`limits`]: connection cap, request-byte budgets, shutdown drain deadline.
 //! - [`server`]: the accept loop that feeds request frames to a [`server::Service`].
 //! - [`client`]: [`client::RpcClient`], a reconnecting connection that sends requests.
 //!
@@ -12,6 +13,7 @@
 
 pub mod client;
 pub mod endpoint;
+pub mod limits;
 pub mod process;
 pub mod server;
 pub mod tls;

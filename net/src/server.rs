@@ -9,9 +9,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use quiver_proto::frame::HEADER_BYTES;
 use quiver_proto::{ErrorBody, ErrorCode, Frame, FrameHeader, encode_body};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument, debug};
+use tracing::{Instrument, debug, warn};
+
+use crate::limits::{Budgets, NoRoom, ServerLimits};
 
 use crate::tls::{Identity, Role, identity_of};
 
@@ -38,12 +41,15 @@ pub trait Service: Send + Sync + 'static {
     -> impl Future<Output = Option<Frame>> + Send;
 }
 
-/// Serves `endpoint` until `shutdown` fires, then waits for in-flight requests to finish.
+/// Serves `endpoint` until `shutdown` fires, then waits for in-flight requests to finish
+/// (at most `limits.drain_timeout`, then every connection is closed).
 pub async fn serve<S: Service>(
     endpoint: quinn::Endpoint,
     service: Arc<S>,
     shutdown: CancellationToken,
+    limits: ServerLimits,
 ) {
+    let budgets = Arc::new(Budgets::new(limits));
     let tracker = TaskTracker::new();
     loop {
         let incoming = tokio::select! {
@@ -51,21 +57,40 @@ pub async fn serve<S: Service>(
             () = shutdown.cancelled() => break,
         };
         let Some(incoming) = incoming else { break };
+        let Ok(slot) = budgets.connections.clone().try_acquire_owned() else {
+            debug!(
+                remote = %incoming.remote_address(),
+                connections_max = budgets.limits.connections_max,
+                "connection refused: at the connection limit"
+            );
+            incoming.refuse();
+            continue;
+        };
         let service = service.clone();
         let shutdown = shutdown.clone();
         let conn_tracker = tracker.clone();
+        let budgets = budgets.clone();
         tracker.spawn(async move {
+            let _slot = slot;
             match incoming.await {
-                Ok(conn) => serve_connection(conn, service, shutdown, conn_tracker).await,
+                Ok(conn) => serve_connection(conn, service, shutdown, conn_tracker, budgets).await,
                 Err(err) => debug!(cause = %err, "handshake failed"),
             }
         });
     }
     endpoint.set_server_config(None);
     tracker.close();
-    tracker.wait().await;
+    let drain = budgets.limits.drain_timeout;
+    if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
+        warn!(
+            drain_timeout_ms = drain.as_millis() as u64,
+            requests = tracker.len(),
+            "in-flight requests outlived the drain deadline; closing their connections"
+        );
+    }
     endpoint.close(VarIntZero::CODE, b"shutdown");
-    endpoint.wait_idle().await;
+    // Closing is answered within a few round trips, or the peers are gone: bounded too.
+    let _ = tokio::time::timeout(drain, endpoint.wait_idle()).await;
 }
 
 struct VarIntZero;
@@ -78,7 +103,9 @@ async fn serve_connection<S: Service>(
     service: Arc<S>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    budgets: Arc<Budgets>,
 ) {
+    let own_budget = budgets.connection_budget();
     let identity = conn
         .peer_identity()
         .and_then(|any| {
@@ -106,7 +133,12 @@ async fn serve_connection<S: Service>(
             };
             let service = service.clone();
             let peer = peer.clone();
-            tracker.spawn(serve_stream(send, recv, service, peer));
+            let budgets = budgets.clone();
+            let own_budget = own_budget.clone();
+            tracker.spawn(async move {
+                let budget = (budgets.as_ref(), &own_budget);
+                serve_stream(send, recv, service, peer, budget).await;
+            });
         }
     }
     .instrument(span)
@@ -118,11 +150,14 @@ async fn serve_stream<S: Service>(
     mut recv: quinn::RecvStream,
     service: Arc<S>,
     peer: Arc<Peer>,
+    budget: (&Budgets, &Arc<Semaphore>),
 ) {
     let read = tokio::time::timeout(
         REQUEST_READ_TIMEOUT,
-        read_request(&mut recv, service.request_bytes_max()),
+        read_request(&mut recv, service.request_bytes_max(), budget),
     );
+    // Held until the answer is written: the body's bytes stay counted while they live.
+    let mut _reserved = None;
     let response = match read.await {
         Err(_elapsed) => {
             debug!("request read timed out");
@@ -134,7 +169,10 @@ async fn serve_stream<S: Service>(
             let _ = recv.stop(quinn::VarInt::from_u32(0));
             Some(frame)
         }
-        Ok(Ok(frame)) => service.handle(peer, frame).await,
+        Ok(Ok((frame, reserved))) => {
+            _reserved = Some(reserved);
+            service.handle(peer, frame).await
+        }
     };
     if let Some(response) = response {
         if send
@@ -156,7 +194,13 @@ enum ReadFailure {
     Reject(Frame),
 }
 
-async fn read_request(recv: &mut quinn::RecvStream, body_max: usize) -> Result<Frame, ReadFailure> {
+type Reserved = (OwnedSemaphorePermit, OwnedSemaphorePermit);
+
+async fn read_request(
+    recv: &mut quinn::RecvStream,
+    body_max: usize,
+    (budgets, own): (&Budgets, &Arc<Semaphore>),
+) -> Result<(Frame, Reserved), ReadFailure> {
     let mut header_bytes = [0u8; HEADER_BYTES];
     recv.read_exact(&mut header_bytes)
         .await
@@ -196,6 +240,24 @@ async fn read_request(recv: &mut quinn::RecvStream, body_max: usize) -> Result<F
             ),
         )));
     }
+    let reserved = match budgets.reserve(own, header.body_len as usize).await {
+        Ok(reserved) => reserved,
+        Err(no_room) => {
+            let message = match no_room {
+                NoRoom::Connection(max) => format!(
+                    "this connection already has {max} bytes of requests being handled: wait for their answers (or open another connection)"
+                ),
+                NoRoom::Server(max) => format!(
+                    "the server already holds {max} bytes of requests from all clients: retry later"
+                ),
+            };
+            return Err(ReadFailure::Reject(error_frame(
+                &header,
+                ErrorCode::Busy,
+                message,
+            )));
+        }
+    };
     let body = recv
         .read_to_end(header.body_len as usize)
         .await
@@ -218,10 +280,13 @@ async fn read_request(recv: &mut quinn::RecvStream, body_max: usize) -> Result<F
             ),
         )));
     }
-    Ok(Frame {
-        header,
-        body: Bytes::from(body),
-    })
+    Ok((
+        Frame {
+            header,
+            body: Bytes::from(body),
+        },
+        reserved,
+    ))
 }
 
 /// Who may send what: a server's access policy.

@@ -7,11 +7,13 @@ mod cli;
 mod cluster;
 mod crash;
 mod data_safety;
+mod limits;
 mod long_poll;
 mod query;
 mod recovery;
 mod security;
 mod send_modes;
+mod shutdown;
 mod tidy;
 
 use std::collections::BTreeMap;

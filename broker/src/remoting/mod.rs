@@ -31,6 +31,8 @@ pub struct RemotingConfig {
     pub auto_create_topics: bool,
     /// Queue count of auto-created topics.
     pub default_queues: u32,
+    /// Long-polls waiting at once (`broker.long_polls_max`).
+    pub long_polls_max: usize,
     /// Who may send what.
     pub access: quiver_net::server::AccessPolicy,
 }
@@ -45,6 +47,8 @@ pub struct Broker {
     /// Bumped when a topic is created, changed or deleted, so the registrar heartbeats at
     /// once (a watch: every name-server loop sees every change).
     pub(crate) topics_version: tokio::sync::watch::Sender<DataVersion>,
+    /// One permit per waiting long-poll; none left: the pull is answered at once.
+    pub(crate) long_polls: Arc<tokio::sync::Semaphore>,
 }
 
 impl Broker {
@@ -60,6 +64,7 @@ impl Broker {
         routes.set_broker_topics(&config.broker_name, &topics);
         Broker {
             store,
+            long_polls: Arc::new(tokio::sync::Semaphore::new(config.long_polls_max)),
             config,
             routes: RwLock::new(routes),
             shutdown,

@@ -109,3 +109,22 @@ fn a_live_name_at_another_address_conflicts_and_unregister_needs_the_address() {
         "the name is free again"
     );
 }
+
+#[test]
+fn a_registration_over_the_limits_is_refused_whole() {
+    let mut registry = Registry::new(1000);
+    for (topics, why) in [
+        (vec![("t", 0)], "0 queues"),
+        (vec![("t", QUEUES_MAX + 1)], "too many queues"),
+        (vec![("t", 1), ("t", 2)], "listed twice"),
+        (vec![("bad name", 1)], "bad name"),
+    ] {
+        let err = registry
+            .handle_register(0, reg("b1", "a:1", &topics))
+            .unwrap_err();
+        assert!(matches!(err, RegistryError::Invalid { .. }), "{why}: {err}");
+        assert!(registry.list(0).is_empty(), "{why}: nothing taken");
+    }
+    // Within the limits a broker's queue total fits its u32 field (TOPICS_MAX x QUEUES_MAX).
+    const _: () = assert!((TOPICS_MAX as u64) * (QUEUES_MAX as u64) <= u32::MAX as u64);
+}

@@ -81,6 +81,9 @@ async fn wait_for_message(
     wait: Duration,
 ) -> crate::store::QueueRange {
     let deadline = tokio::time::Instant::now() + wait;
+    // Held while waiting; past `long_polls_max` waiting pulls, a pull does not wait.
+    let slot = broker.long_polls.clone().try_acquire_owned().ok();
+    let wait = if slot.is_some() { wait } else { Duration::ZERO };
     let mut changes = broker.store.dispatch_watch();
     loop {
         changes.borrow_and_update();
