@@ -61,6 +61,66 @@ pub enum WireError {
         /// Decoder message.
         reason: String,
     },
+    /// A declared count or length over a limit of the message model, refused before anything
+    /// was allocated for it.
+    #[error("{limit} is {len}: the maximum is {max}")]
+    OverLimit {
+        /// Which limit.
+        limit: Limit,
+        /// The declared count or length.
+        len: u64,
+        /// The limit's value.
+        max: u64,
+    },
+}
+
+/// The named limits a decoder checks declared counts and lengths against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Limit {
+    /// Messages in one send batch ([`crate::requests::msg::BATCH_LEN_MAX`]).
+    BatchLen,
+    /// Keys on one message ([`crate::message::KEYS_MAX`]).
+    KeysPerMsg,
+    /// Bytes of one key ([`crate::message::KEY_BYTES_MAX`]).
+    KeyBytes,
+    /// Properties on one message ([`crate::message::PROPERTIES_MAX`]).
+    PropertiesPerMsg,
+    /// Bytes of one property name or value ([`crate::message::PROPERTY_BYTES_MAX`]).
+    PropertyBytes,
+    /// Bytes of a tag ([`crate::message::TAG_BYTES_MAX`]).
+    TagBytes,
+    /// Bytes of a topic name ([`crate::message::NAME_BYTES_MAX`]).
+    NameBytes,
+    /// Any other sequence in a body (messages of a pull, queues of a topic, topics of a
+    /// broker, brokers of a route); each has its own named maximum.
+    SeqLen,
+}
+
+impl Limit {
+    /// The response status for a request refused by this limit.
+    pub fn code(self) -> ErrorCode {
+        match self {
+            Limit::BatchLen => ErrorCode::BatchTooLarge,
+            Limit::NameBytes => ErrorCode::InvalidName,
+            _ => ErrorCode::InvalidArgument,
+        }
+    }
+}
+
+impl std::fmt::Display for Limit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Limit::BatchLen => "the number of messages in the batch",
+            Limit::KeysPerMsg => "the number of keys of a message",
+            Limit::KeyBytes => "the length of a key in bytes",
+            Limit::PropertiesPerMsg => "the number of properties of a message",
+            Limit::PropertyBytes => "the length of a property name or value in bytes",
+            Limit::TagBytes => "the length of the tag in bytes",
+            Limit::NameBytes => "the length of the topic name in bytes",
+            Limit::SeqLen => "the length of a list in the body",
+        })
+    }
 }
 
 impl WireError {
@@ -70,6 +130,7 @@ impl WireError {
             WireError::UnsupportedVersion { .. } => ErrorCode::UnsupportedVersion,
             WireError::UnknownCode { .. } => ErrorCode::UnknownRequest,
             WireError::TooLarge { .. } => ErrorCode::FrameTooLarge,
+            WireError::OverLimit { limit, .. } => limit.code(),
             _ => ErrorCode::BadFrame,
         }
     }

@@ -19,17 +19,20 @@
 //! - [`codes`]: the request-code table (one code, one dotted name, one handler).
 //! - [`error`]: [`WireError`] for undecodable bytes, [`ErrorCode`] for stable response codes.
 //! - [`message`]: message ids, names, the message model and its checksums.
+//! - [`decode`]: bounded decoding: every declared count is checked against its named maximum
+//!   and the remaining bytes before anything is allocated for it.
 //! - [`requests`]: request and response bodies, one module per family.
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod codes;
+pub mod decode;
 pub mod error;
 pub mod frame;
 pub mod message;
 pub mod requests;
 
 pub use codes::{Access, RequestCode};
-pub use error::{ErrorBody, ErrorCode, WireError};
+pub use error::{ErrorBody, ErrorCode, Limit, WireError};
 pub use frame::{Frame, FrameHeader};
 pub use message::{MessageId, Name, SendMessage, StoredMessage};
 
@@ -46,9 +49,17 @@ pub fn encode_body<T: serde::Serialize>(value: &T) -> Vec<u8> {
 /// Decodes a body with postcard; trailing bytes are an error, so a frame carries exactly one
 /// value.
 pub fn decode_body<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> Result<T, WireError> {
-    let (value, rest) = postcard::take_from_bytes(body).map_err(|err| WireError::Body {
-        reason: err.to_string(),
-    })?;
+    // A refusal left by an earlier decode that did not come through here must not be
+    // reported for this one.
+    let _ = decode::take_refusal();
+    let failed = |err: postcard::Error| {
+        decode::take_refusal().unwrap_or_else(|| WireError::Body {
+            reason: err.to_string(),
+        })
+    };
+    let mut deserializer = postcard::Deserializer::from_flavor(decode::Tracked::new(body));
+    let value = T::deserialize(&mut deserializer).map_err(failed)?;
+    let rest = deserializer.finalize().map_err(failed)?;
     if !rest.is_empty() {
         return Err(WireError::Body {
             reason: format!("{} trailing bytes after the body", rest.len()),

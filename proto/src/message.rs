@@ -117,8 +117,10 @@ pub struct SendMessage {
     /// Optional sub-type within the topic, for filtering.
     pub tag: Option<String>,
     /// Business keys for lookup.
+    #[serde(deserialize_with = "crate::decode::keys")]
     pub keys: Vec<String>,
     /// Free-form properties.
+    #[serde(deserialize_with = "crate::decode::properties")]
     pub properties: Vec<(String, String)>,
     /// The payload.
     pub body: Bytes,
@@ -208,8 +210,10 @@ pub struct StoredMessage {
     /// Tag, if any.
     pub tag: Option<String>,
     /// Keys.
+    #[serde(deserialize_with = "crate::decode::keys")]
     pub keys: Vec<String>,
     /// Properties.
+    #[serde(deserialize_with = "crate::decode::properties")]
     pub properties: Vec<(String, String)>,
     /// Payload.
     pub body: Bytes,

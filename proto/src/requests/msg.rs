@@ -2,7 +2,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{MessageId, SendMessage, StoredMessage};
+use crate::decode::{EncodedBytesMin, Reader, encoded_bytes_min};
+use crate::message::{
+    KEY_BYTES_MAX, KEYS_MAX, NAME_BYTES_MAX, PROPERTIES_MAX, PROPERTY_BYTES_MAX, TAG_BYTES_MAX,
+};
+use crate::requests::topic::QUEUES_MAX;
+use crate::{Limit, MessageId, SendMessage, StoredMessage, WireError};
 
 /// Most messages in one send batch.
 pub const BATCH_LEN_MAX: usize = 10_000;
@@ -27,6 +32,7 @@ pub struct SendRequest {
     /// Target queue.
     pub queue_id: u32,
     /// One or more messages; a batch is stored all-or-nothing with consecutive offsets.
+    #[serde(deserialize_with = "crate::decode::batch")]
     pub messages: Vec<SendMessage>,
 }
 
@@ -38,6 +44,7 @@ pub struct SendResponse {
     /// Offset of the first message; message `i` has `first_offset + i`.
     pub first_offset: u64,
     /// Ids, in batch order (assigned by the broker where the request had none).
+    #[serde(deserialize_with = "crate::decode::seq::<_, _, BATCH_LEN_MAX>")]
     pub msg_ids: Vec<MessageId>,
 }
 
@@ -62,6 +69,7 @@ pub struct PullRequest {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PullResponse {
     /// Messages from `offset` on, in offset order.
+    #[serde(deserialize_with = "crate::decode::seq::<_, _, { PULL_MSGS_MAX as usize }>")]
     pub messages: Vec<StoredMessage>,
     /// Where the next pull should start.
     pub next_offset: u64,
@@ -99,6 +107,7 @@ pub struct QueryKeyRequest {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueryResponse {
     /// Matches.
+    #[serde(deserialize_with = "crate::decode::seq::<_, _, { QUERY_MSGS_MAX as usize }>")]
     pub messages: Vec<StoredMessage>,
 }
 
@@ -124,50 +133,82 @@ pub struct QueueOffsets {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueOffsetsResponse {
     /// Every queue of the topic.
+    #[serde(deserialize_with = "crate::decode::seq::<_, _, { QUEUES_MAX as usize }>")]
     pub queues: Vec<QueueOffsets>,
 }
 
 /// Decodes a `msg.send` body without copying message bodies: each body is a slice of
 /// `frame_body` (a send batch is the largest thing on the wire; this saves a copy of it).
-pub fn decode_send_request(frame_body: &bytes::Bytes) -> Result<SendRequest, crate::WireError> {
-    let borrowed: SendRequestRef<'_> = crate::decode_body(frame_body)?;
+///
+/// Every count and length is checked against its named maximum (the limits
+/// [`SendMessage::validate`] enforces) and against the bytes that remain before anything is
+/// reserved for it, and every `Vec` is reserved exactly: decoding `n` bytes allocates at most
+/// [`crate::decode::DECODED_BYTES_PER_BYTE_MAX`] times `n`, however the bytes are spent.
+pub fn decode_send_request(frame_body: &bytes::Bytes) -> Result<SendRequest, WireError> {
+    let mut reader = Reader::new(frame_body);
+    let topic = reader.str_max(Limit::NameBytes, NAME_BYTES_MAX)?.to_owned();
+    let queue_id = reader.u32()?;
+    let n_msgs = reader.count(Limit::BatchLen, BATCH_LEN_MAX, MSG_ENCODED_BYTES_MIN)?;
+    let mut messages = Vec::with_capacity(n_msgs);
+    for _ in 0..n_msgs {
+        messages.push(decode_send_message(&mut reader, frame_body)?);
+    }
+    reader.finish()?;
     Ok(SendRequest {
-        topic: borrowed.topic,
-        queue_id: borrowed.queue_id,
-        messages: borrowed
-            .messages
-            .into_iter()
-            .map(|msg| SendMessage {
-                msg_id: msg.msg_id,
-                tag: msg.tag,
-                keys: msg.keys,
-                properties: msg.properties,
-                body: frame_body.slice_ref(msg.body),
-                born_ms: msg.born_ms,
-                body_crc: msg.body_crc,
-            })
-            .collect(),
+        topic,
+        queue_id,
+        messages,
     })
 }
 
-/// [`SendRequest`] with borrowed bodies; field order mirrors it exactly (postcard is
-/// positional).
-#[derive(Deserialize)]
-struct SendRequestRef<'a> {
-    topic: String,
-    queue_id: u32,
-    #[serde(borrow)]
-    messages: Vec<SendMessageRef<'a>>,
+/// Smallest encoding of a [`SendMessage`]: one byte each for no id, no tag, no keys, no
+/// properties, an empty body, `born_ms` and `body_crc`.
+pub const MSG_ENCODED_BYTES_MIN: usize = 7;
+
+encoded_bytes_min! {
+    SendMessage = MSG_ENCODED_BYTES_MIN;
+    // topic, queue_id, offset, msg_id, tag, keys, properties, body, born, stored, log_pos, crc.
+    StoredMessage = 12;
+    MessageId = 1;
+    QueueOffsets = 3;
 }
 
-/// [`SendMessage`] with a borrowed body, in the same field order.
-#[derive(Deserialize)]
-struct SendMessageRef<'a> {
-    msg_id: Option<MessageId>,
-    tag: Option<String>,
-    keys: Vec<String>,
-    properties: Vec<(String, String)>,
-    body: &'a [u8],
-    born_ms: u64,
-    body_crc: u32,
+/// One [`SendMessage`], fields in declaration order (postcard is positional).
+fn decode_send_message(
+    reader: &mut Reader<'_>,
+    frame_body: &bytes::Bytes,
+) -> Result<SendMessage, WireError> {
+    let msg_id = if reader.option()? {
+        Some(MessageId(reader.u128()?))
+    } else {
+        None
+    };
+    let tag = if reader.option()? {
+        Some(reader.str_max(Limit::TagBytes, TAG_BYTES_MAX)?.to_owned())
+    } else {
+        None
+    };
+    let n_keys = reader.count(Limit::KeysPerMsg, KEYS_MAX, String::ENCODED_BYTES_MIN)?;
+    let mut keys = Vec::with_capacity(n_keys);
+    for _ in 0..n_keys {
+        keys.push(reader.str_max(Limit::KeyBytes, KEY_BYTES_MAX)?.to_owned());
+    }
+    let property_bytes_min = <(String, String)>::ENCODED_BYTES_MIN;
+    let n_properties = reader.count(Limit::PropertiesPerMsg, PROPERTIES_MAX, property_bytes_min)?;
+    let mut properties = Vec::with_capacity(n_properties);
+    for _ in 0..n_properties {
+        let name = reader.str_max(Limit::PropertyBytes, PROPERTY_BYTES_MAX)?;
+        let value = reader.str_max(Limit::PropertyBytes, PROPERTY_BYTES_MAX)?;
+        properties.push((name.to_owned(), value.to_owned()));
+    }
+    let body = frame_body.slice_ref(reader.bytes()?);
+    Ok(SendMessage {
+        msg_id,
+        tag,
+        keys,
+        properties,
+        body,
+        born_ms: reader.u64()?,
+        body_crc: reader.u32()?,
+    })
 }

@@ -2,6 +2,13 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::topic::TOPICS_MAX;
+use crate::decode::encoded_bytes_min;
+
+/// Most brokers a route or a cluster listing names (a name server knows every broker of
+/// every cluster that registers with it).
+pub const BROKERS_MAX: usize = 16_384;
+
 /// `route.get`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RouteGet {
@@ -35,10 +42,12 @@ pub struct TopicRoute {
     /// Topic name.
     pub topic: String,
     /// Live brokers serving it.
+    #[serde(deserialize_with = "crate::decode::seq::<_, _, BROKERS_MAX>")]
     pub brokers: Vec<BrokerAddr>,
     /// Queues per broker: the topic's layout, which also lists brokers that left (expired or
     /// unregistered; absent from `brokers`, not writable), so ordered keys hash over the same
     /// queues whichever brokers are live.
+    #[serde(deserialize_with = "crate::decode::seq::<_, _, BROKERS_MAX>")]
     pub queues: Vec<QueueRoute>,
 }
 
@@ -94,6 +103,7 @@ pub struct BrokerRegistration {
     /// Version of `topics`.
     pub data_version: DataVersion,
     /// Every topic the broker serves.
+    #[serde(deserialize_with = "crate::decode::seq::<_, _, TOPICS_MAX>")]
     pub topics: Vec<TopicQueues>,
 }
 
@@ -144,5 +154,17 @@ pub struct BrokerInfo {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterListing {
     /// Brokers by name.
+    #[serde(deserialize_with = "crate::decode::seq::<_, _, BROKERS_MAX>")]
     pub brokers: Vec<BrokerInfo>,
+}
+
+encoded_bytes_min! {
+    // broker_name, addr.
+    BrokerAddr = 2;
+    // broker_name, queues, writable.
+    QueueRoute = 3;
+    // topic, queues.
+    TopicQueues = 2;
+    // cluster, broker_name, addr, role, data_version (2), heartbeat_age_ms, topics, queues.
+    BrokerInfo = 9;
 }

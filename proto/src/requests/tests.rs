@@ -132,3 +132,89 @@ fn huge_declared_counts_fail_without_allocating() {
     bytes.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
     assert!(decode_body::<SendRequest>(&bytes).is_err());
 }
+
+/// The send decoder refuses exactly what `SendMessage::validate` refuses for counts and
+/// lengths: a message at every limit passes both, one over any limit fails both, with the
+/// limit's code.
+#[test]
+fn decode_and_validate_enforce_the_same_limits() {
+    use crate::message::{
+        KEY_BYTES_MAX, KEYS_MAX, PROPERTIES_MAX, PROPERTY_BYTES_MAX, TAG_BYTES_MAX,
+    };
+    let at_limits = || {
+        let mut msg = SendMessage::new(None, Bytes::from_static(b"x"), 1);
+        msg.tag = Some("t".repeat(TAG_BYTES_MAX));
+        msg.keys = (0..KEYS_MAX).map(|_| "k".repeat(KEY_BYTES_MAX)).collect();
+        msg.properties = (0..PROPERTIES_MAX)
+            .map(|_| {
+                (
+                    "n".repeat(PROPERTY_BYTES_MAX),
+                    "v".repeat(PROPERTY_BYTES_MAX),
+                )
+            })
+            .collect();
+        msg
+    };
+    let decode = |msg: &SendMessage| {
+        let body = Bytes::from(encode_body(&SendRequest {
+            topic: "t".into(),
+            queue_id: 0,
+            messages: vec![msg.clone()],
+        }));
+        decode_send_request(&body).map(|mut request| request.messages.remove(0))
+    };
+    let good = at_limits();
+    assert!(good.validate(1).is_ok());
+    assert_eq!(decode(&good).unwrap(), good);
+    type Grow = fn(&mut SendMessage);
+    let over: [(&str, Grow); 6] = [
+        ("tag", |m| m.tag.as_mut().unwrap().push('t')),
+        ("keys", |m| m.keys.push("k".into())),
+        ("key bytes", |m| m.keys[0].push('k')),
+        ("properties", |m| {
+            m.properties.push(("n".into(), "v".into()))
+        }),
+        ("property name", |m| m.properties[0].0.push('n')),
+        ("property value", |m| m.properties[0].1.push('v')),
+    ];
+    for (what, grow) in over {
+        let mut msg = at_limits();
+        grow(&mut msg);
+        assert!(
+            msg.validate(1).is_err(),
+            "validate accepted one over the {what} limit"
+        );
+        let err = decode(&msg).expect_err(what);
+        assert_eq!(err.code(), ErrorCode::InvalidArgument, "{what}: {err}");
+    }
+    let batch = SendRequest {
+        topic: "t".into(),
+        queue_id: 0,
+        messages: vec![SendMessage::new(None, Bytes::new(), 0); BATCH_LEN_MAX + 1],
+    };
+    let body = Bytes::from(encode_body(&batch));
+    assert_eq!(
+        decode_send_request(&body).unwrap_err().code(),
+        ErrorCode::BatchTooLarge
+    );
+    assert_eq!(
+        decode_body::<SendRequest>(&body).unwrap_err().code(),
+        ErrorCode::BatchTooLarge
+    );
+}
+
+/// A count that promises more elements than the remaining bytes can hold is refused before
+/// anything is reserved, and the message says so.
+#[test]
+fn counts_beyond_the_remaining_bytes_are_refused() {
+    let mut body = encode_body(&"t".to_string());
+    body.push(0);
+    body.push(100); // 100 messages, 7 bytes each at least, 10 bytes follow
+    body.extend_from_slice(&[0; 10]);
+    let err = decode_send_request(&Bytes::from(body.clone())).unwrap_err();
+    assert!(err.to_string().contains("only 10 remain"), "{err}");
+    let mut pull = vec![100]; // 100 stored messages, 12 bytes each at least
+    pull.extend_from_slice(&[0; 50]);
+    let err = decode_body::<PullResponse>(&pull).unwrap_err();
+    assert!(err.to_string().contains("only 50 remain"), "{err}");
+}

@@ -2,10 +2,15 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::decode::encoded_bytes_min;
+
 /// Default number of queues of a new topic.
 pub const QUEUES_DEFAULT: u32 = 8;
 /// Most queues a topic may have on one broker.
 pub const QUEUES_MAX: u32 = 1024;
+/// Most topics one broker serves (a listing or registration with more does not decode;
+/// RocketMQ deployments run tens of thousands).
+pub const TOPICS_MAX: usize = 1 << 20;
 
 /// `topic.create`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +65,7 @@ pub struct TopicDescription {
     /// Settings.
     pub info: TopicInfo,
     /// Offsets of every queue.
+    #[serde(deserialize_with = "crate::decode::seq::<_, _, { QUEUES_MAX as usize }>")]
     pub queues: Vec<super::msg::QueueOffsets>,
 }
 
@@ -67,6 +73,7 @@ pub struct TopicDescription {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicListing {
     /// Every topic, by name.
+    #[serde(deserialize_with = "crate::decode::seq::<_, _, TOPICS_MAX>")]
     pub topics: Vec<TopicInfo>,
 }
 
@@ -75,4 +82,9 @@ pub struct TopicListing {
 pub struct TopicDeleted {
     /// Topic name.
     pub topic: String,
+}
+
+encoded_bytes_min! {
+    // topic, queues, created_ms.
+    TopicInfo = 3;
 }
