@@ -273,11 +273,22 @@ impl RpcClient {
             recv,
             done: false,
         };
-        streams
-            .send
-            .write_all_chunks(&mut frame.to_parts())
-            .await
-            .map_err(|e| self.io_err(code, e))?;
+        if let Err(err) = streams.send.write_all_chunks(&mut frame.to_parts()).await {
+            // A server that refuses a request unread stops the stream and answers why: read
+            // that answer rather than report the stop.
+            let answer = streams
+                .recv
+                .read_to_end(quiver_proto::frame::FRAME_BYTES_MAX)
+                .await
+                .ok()
+                .and_then(|data| Frame::decode_exact(&Bytes::from(data)).ok())
+                .filter(|f| f.header.is_response() && f.header.request_id == request_id);
+            streams.done = true;
+            return match answer {
+                Some(frame) => Ok(Some(frame)),
+                None => Err(self.io_err(code, err)),
+            };
+        }
         streams.send.finish().map_err(|e| self.io_err(code, e))?;
         if oneway {
             // Keep the stream's send side alive until the data is acknowledged by QUIC, so

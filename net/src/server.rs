@@ -18,6 +18,9 @@ use crate::limits::{Budgets, NoRoom, ServerLimits};
 
 use crate::tls::{Identity, Role, identity_of};
 
+/// Bytes read at a time from a body that is dropped unkept.
+const DRAIN_CHUNK_BYTES: usize = 64 << 10;
+
 /// A request reading slower than this is dropped (slowloris guard).
 pub const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -169,6 +172,19 @@ async fn serve_stream<S: Service>(
             let _ = recv.stop(quinn::VarInt::from_u32(0));
             Some(frame)
         }
+        Ok(Err(ReadFailure::Busy(frame))) => {
+            // Read and drop the body (no memory kept), so a sender blocked on flow control
+            // finishes its write and reads the answer.
+            let drain =
+                async { while let Ok(Some(_)) = recv.read_chunk(DRAIN_CHUNK_BYTES, true).await {} };
+            if tokio::time::timeout(REQUEST_READ_TIMEOUT, drain)
+                .await
+                .is_err()
+            {
+                let _ = recv.stop(quinn::VarInt::from_u32(1));
+            }
+            Some(frame)
+        }
         Ok(Ok((frame, reserved))) => {
             _reserved = Some(reserved);
             service.handle(peer, frame).await
@@ -190,6 +206,8 @@ async fn serve_stream<S: Service>(
 enum ReadFailure {
     /// The stream broke; nothing to answer.
     Stream,
+    /// No budget for the body: it is read and dropped, then this answer is sent.
+    Busy(Frame),
     /// The request is refused with this response.
     Reject(Frame),
 }
@@ -251,24 +269,35 @@ async fn read_request(
                     "the server already holds {max} bytes of requests from all clients: retry later"
                 ),
             };
-            return Err(ReadFailure::Reject(error_frame(
+            return Err(ReadFailure::Busy(error_frame(
                 &header,
                 ErrorCode::Busy,
                 message,
             )));
         }
     };
-    let body = recv
-        .read_to_end(header.body_len as usize)
-        .await
-        .map_err(|err| match err {
-            quinn::ReadToEndError::TooLong => ReadFailure::Reject(error_frame(
+    // Into a buffer of exactly the declared size (the budget reserved above): collecting
+    // chunks and joining them would hold the body twice.
+    let body_len = header.body_len as usize;
+    let mut body = Vec::with_capacity(body_len);
+    while body.len() < body_len {
+        match recv.read_chunk(body_len - body.len(), true).await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk.bytes),
+            Ok(None) => break,
+            Err(_) => return Err(ReadFailure::Stream),
+        }
+    }
+    match recv.read_chunk(1, true).await {
+        Ok(None) => {}
+        Ok(Some(_)) => {
+            return Err(ReadFailure::Reject(error_frame(
                 &header,
                 ErrorCode::BadFrame,
                 "bytes after the frame body: send one frame per stream".into(),
-            )),
-            quinn::ReadToEndError::Read(_) => ReadFailure::Stream,
-        })?;
+            )));
+        }
+        Err(_) => return Err(ReadFailure::Stream),
+    }
     if body.len() != header.body_len as usize {
         return Err(ReadFailure::Reject(error_frame(
             &header,
