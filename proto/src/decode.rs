@@ -67,11 +67,19 @@ encoded_bytes_min! {
 pub(crate) struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// Bytes promised to the smallest encodings of elements declared but not yet begun: a
+    /// nested count may only spend what is left beyond them, so a lying outer count cannot
+    /// charge the same bytes twice (once for its reservation, once for what is nested).
+    promised: usize,
 }
 
 impl<'a> Reader<'a> {
     pub(crate) fn new(buf: &'a [u8]) -> Self {
-        Reader { buf, pos: 0 }
+        Reader {
+            buf,
+            pos: 0,
+            promised: 0,
+        }
     }
 
     /// Bytes not yet read.
@@ -119,8 +127,9 @@ impl<'a> Reader<'a> {
             .map_err(|_| self.malformed(format!("the string at byte {at} is not UTF-8")))
     }
 
-    /// A sequence's count: at most `max`, and no more elements than the remaining bytes can
-    /// hold when each takes at least `elem_bytes_min`. The caller may then reserve exactly.
+    /// A sequence's count: at most `max`, and no more elements than the remaining bytes not
+    /// promised to other elements can hold when each takes at least `elem_bytes_min`. The
+    /// caller may then reserve exactly, and calls [`Reader::begin`] before each element.
     pub(crate) fn count(
         &mut self,
         limit: Limit,
@@ -131,14 +140,21 @@ impl<'a> Reader<'a> {
         if n > max {
             return Err(over_limit(limit, n, max));
         }
-        let remaining = self.remaining();
-        if n.saturating_mul(elem_bytes_min) > remaining {
+        let remaining = self.remaining().saturating_sub(self.promised);
+        let needed = n.saturating_mul(elem_bytes_min);
+        if needed > remaining {
             return Err(self.malformed(format!(
                 "{limit} is declared as {n}, but each takes at least {elem_bytes_min} bytes \
                  and only {remaining} remain"
             )));
         }
+        self.promised += needed;
         Ok(n)
+    }
+
+    /// An element of a counted sequence begins: its smallest encoding is no longer promised.
+    pub(crate) fn begin(&mut self, elem_bytes_min: usize) {
+        self.promised = self.promised.saturating_sub(elem_bytes_min);
     }
 
     /// Ends the decode: a frame carries exactly one value.
@@ -212,6 +228,7 @@ pub(crate) struct Tracked<'de> {
 impl<'de> Tracked<'de> {
     pub(crate) fn new(buf: &'de [u8]) -> Self {
         REMAINING.with(|remaining| remaining.set(None));
+        PROMISED.with(|promised| promised.set(0));
         Tracked { buf, pos: 0 }
     }
 }
@@ -219,6 +236,7 @@ impl<'de> Tracked<'de> {
 impl Drop for Tracked<'_> {
     fn drop(&mut self) {
         REMAINING.with(|remaining| remaining.set(None));
+        PROMISED.with(|promised| promised.set(0));
     }
 }
 
@@ -311,6 +329,8 @@ thread_local! {
     static REFUSAL: Cell<Option<WireError>> = const { Cell::new(None) };
     /// Bytes remaining when the current sequence began; `None` outside [`Tracked`].
     static REMAINING: Cell<Option<usize>> = const { Cell::new(None) };
+    /// As [`Reader`]'s `promised`: bytes owed to elements declared but not yet begun.
+    static PROMISED: Cell<usize> = const { Cell::new(0) };
 }
 
 fn bounded<'de, D, T>(deserializer: D, limit: Limit, max: usize) -> Result<Vec<T>, D::Error>
@@ -331,6 +351,33 @@ struct Bounded<T> {
     elem: PhantomData<T>,
 }
 
+impl<T> Bounded<T> {
+    /// Without [`Tracked`]: at most [`PREALLOC_BYTES_MAX`] reserved, then grown as elements
+    /// arrive, never past the maximum.
+    fn collect_untracked<'de, A>(
+        &self,
+        declared: Option<usize>,
+        mut seq: A,
+    ) -> Result<Vec<T>, A::Error>
+    where
+        A: SeqAccess<'de>,
+        T: Deserialize<'de>,
+    {
+        let declared = declared.unwrap_or(0);
+        if declared > self.max {
+            return Err(refuse(over_limit(self.limit, declared, self.max)));
+        }
+        let mut out = Vec::with_capacity(declared.min(PREALLOC_BYTES_MAX / size_of::<T>().max(1)));
+        while let Some(elem) = seq.next_element()? {
+            if out.len() == self.max {
+                return Err(refuse(over_limit(self.limit, out.len() + 1, self.max)));
+            }
+            out.push(elem);
+        }
+        Ok(out)
+    }
+}
+
 fn refuse<E: de::Error>(err: WireError) -> E {
     let text = err.to_string();
     REFUSAL.with(|refusal| refusal.set(Some(err)));
@@ -348,33 +395,35 @@ impl<'de, T: Deserialize<'de> + EncodedBytesMin> Visitor<'de> for Bounded<T> {
         // postcard's hint is the declared count, or None when more elements are declared than
         // bytes remain. Asking for it is also what leaves the remaining bytes in REMAINING.
         let declared = seq.size_hint();
-        let capacity = match (declared, REMAINING.with(Cell::take)) {
-            (Some(n), _) if n > self.max => {
-                return Err(refuse(over_limit(self.limit, n, self.max)));
-            }
-            (Some(n), Some(remaining)) if n.saturating_mul(T::ENCODED_BYTES_MIN) <= remaining => n,
-            (declared, Some(remaining)) => {
+        let Some(remaining) = REMAINING.with(Cell::take) else {
+            // Not decoding through Tracked: no remaining-bytes count to trust.
+            return self.collect_untracked(declared, seq);
+        };
+        let promised = PROMISED.with(Cell::get);
+        let available = remaining.saturating_sub(promised);
+        let elem_min = T::ENCODED_BYTES_MIN;
+        let n = match declared {
+            Some(n) if n > self.max => return Err(refuse(over_limit(self.limit, n, self.max))),
+            Some(n) if n.saturating_mul(elem_min) <= available => n,
+            _ => {
+                let declared = declared.map_or_else(|| "more".to_owned(), |n| n.to_string());
                 return Err(refuse(WireError::Body {
                     reason: format!(
-                        "{} is declared as {}, but each takes at least {} bytes and only \
-                         {remaining} remain",
+                        "{} is declared as {declared}, but each takes at least {elem_min} bytes \
+                         and only {available} remain",
                         self.limit,
-                        declared.map_or_else(|| "more".to_owned(), |n| n.to_string()),
-                        T::ENCODED_BYTES_MIN,
                     ),
                 }));
             }
-            // Not decoding through Tracked: no remaining-bytes count to trust.
-            (declared, None) => declared
-                .unwrap_or(0)
-                .min(PREALLOC_BYTES_MAX / size_of::<T>().max(1)),
         };
-        let mut out = Vec::with_capacity(capacity);
-        while let Some(elem) = seq.next_element()? {
-            if out.len() == self.max {
-                return Err(refuse(over_limit(self.limit, out.len() + 1, self.max)));
+        PROMISED.with(|cell| cell.set(promised + n * elem_min));
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            PROMISED.with(|cell| cell.set(cell.get().saturating_sub(elem_min)));
+            match seq.next_element()? {
+                Some(elem) => out.push(elem),
+                None => break,
             }
-            out.push(elem);
         }
         Ok(out)
     }

@@ -179,6 +179,9 @@ fn amplifying_input() -> impl Strategy<Value = Vec<u8>> {
             tiny_message(&mut out, 0, n as u64);
             out
         }),
+        // Messages of 32 empty keys under a count that promises as many 7-byte messages as
+        // the bytes allow: the reservation and the keys must not spend the same bytes.
+        (1..budget / 39).prop_map(lying_keyed_batch),
         // Messages at the per-message limits, all empty.
         (0..budget / (7 + 32 + 128)).prop_map(|n| {
             let mut out = batch_head(n as u64);
@@ -195,6 +198,13 @@ fn amplifying_input() -> impl Strategy<Value = Vec<u8>> {
         // Random bytes.
         proptest::collection::vec(any::<u8>(), 0..INPUT_BYTES_MAX),
     ]
+}
+
+/// `n_msgs` messages of 32 empty keys, declared as `7 × n_msgs + 32 × n_msgs` / 7 messages.
+fn lying_keyed_batch(n_msgs: usize) -> Vec<u8> {
+    let mut out = batch_head((n_msgs * 39 / 7) as u64);
+    (0..n_msgs).for_each(|_| tiny_message(&mut out, 32, 0));
+    out
 }
 
 proptest! {
@@ -221,7 +231,14 @@ fn worst_cases_stay_within_the_bound() {
     let mut zero_ids = vec![0, 0];
     varint(&mut zero_ids, 10_000);
     zero_ids.extend(std::iter::repeat_n(0, 10_000));
-    for input in [empty_messages, empty_keys, empty_properties, zero_ids] {
+    let lying = lying_keyed_batch(budget / 39);
+    for input in [
+        empty_messages,
+        empty_keys,
+        empty_properties,
+        zero_ids,
+        lying,
+    ] {
         check_bound(&input).unwrap();
     }
 }

@@ -151,6 +151,7 @@ pub fn decode_send_request(frame_body: &bytes::Bytes) -> Result<SendRequest, Wir
     let n_msgs = reader.count(Limit::BatchLen, BATCH_LEN_MAX, MSG_ENCODED_BYTES_MIN)?;
     let mut messages = Vec::with_capacity(n_msgs);
     for _ in 0..n_msgs {
+        reader.begin(MSG_ENCODED_BYTES_MIN);
         messages.push(decode_send_message(&mut reader, frame_body)?);
     }
     reader.finish()?;
@@ -191,12 +192,14 @@ fn decode_send_message(
     let n_keys = reader.count(Limit::KeysPerMsg, KEYS_MAX, String::ENCODED_BYTES_MIN)?;
     let mut keys = Vec::with_capacity(n_keys);
     for _ in 0..n_keys {
+        reader.begin(String::ENCODED_BYTES_MIN);
         keys.push(reader.str_max(Limit::KeyBytes, KEY_BYTES_MAX)?.to_owned());
     }
     let property_bytes_min = <(String, String)>::ENCODED_BYTES_MIN;
     let n_properties = reader.count(Limit::PropertiesPerMsg, PROPERTIES_MAX, property_bytes_min)?;
     let mut properties = Vec::with_capacity(n_properties);
     for _ in 0..n_properties {
+        reader.begin(property_bytes_min);
         let name = reader.str_max(Limit::PropertyBytes, PROPERTY_BYTES_MAX)?;
         let value = reader.str_max(Limit::PropertyBytes, PROPERTY_BYTES_MAX)?;
         properties.push((name.to_owned(), value.to_owned()));
