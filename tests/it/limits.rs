@@ -142,7 +142,10 @@ async fn hostile_frames_are_refused_while_memory_stays_bounded() {
     let _serial = serial();
     let s = setup(Spec::standalone(&[]), "good", 1).await;
     let frame_bytes = 20 << 20;
-    let frames = [amplifying_send(frame_bytes, true), amplifying_send(frame_bytes, false)];
+    let frames = [
+        amplifying_send(frame_bytes, true),
+        amplifying_send(frame_bytes, false),
+    ];
     // Two hostile connections, five worst-case frames each, all at once.
     let mut hostile = Vec::new();
     for conn_idx in 0..2 {
@@ -176,12 +179,21 @@ async fn hostile_frames_are_refused_while_memory_stays_bounded() {
     for frame in hostile {
         let (took, result) = frame.await.unwrap();
         let err = result.expect_err("a hostile frame is refused");
-        let code = err.code().unwrap_or_else(|| panic!("no error code after {took:?}: {err}"));
+        let code = err
+            .code()
+            .unwrap_or_else(|| panic!("no error code after {took:?}: {err}"));
         codes.push((code.name(), took.as_millis()));
     }
     let peak = peak_rss(s.server.pid());
-    println!("hostile frames refused with {codes:?}; broker peak RSS {} MiB", peak >> 20);
+    println!(
+        "hostile frames refused with {codes:?}; broker peak RSS {} MiB",
+        peak >> 20
+    );
     assert!(peak < 300 << 20, "broker peak RSS {} MiB", peak >> 20);
-    let stored = PullConsumer::new(s.client.clone()).offsets("good").await.unwrap()[0].max_offset;
+    let stored = PullConsumer::new(s.client.clone())
+        .offsets("good")
+        .await
+        .unwrap()[0]
+        .max_offset;
     assert_eq!(stored, 100, "only the good sends are stored");
 }
