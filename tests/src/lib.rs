@@ -3,5 +3,8 @@
 //!
 //! # Layout
 //! - [`harness`]: [`harness::Server`], a running `quiver standalone` or `quiver-broker`.
+//! - [`history`]: the history checker: acknowledged sends against reads (lost, unexpected,
+//!   inconsistent offsets, order per key, duplicates).
 
 pub mod harness;
+pub mod history;

@@ -2,13 +2,15 @@
 //! acknowledged lost) and SIGSTOP (one probe per back-off period while the others take the
 //! traffic, traffic back after SIGCONT).
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use quiver_client::fault::BrokerCounters;
-use quiver_client::{Client, ClientOptions, Message, MessageId, Producer, PullConsumer};
+use quiver_client::{Client, ClientOptions, Message, Producer, PullConsumer};
 use quiver_tests::harness::{Server, serial};
+use quiver_tests::history::{History, Reads, check};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
@@ -23,7 +25,7 @@ const BACKOFF: Duration = Duration::from_secs(1);
 /// `SENDERS` sync senders with the default retries on one producer, until stopped.
 struct Load {
     producer: Arc<Producer>,
-    acked: Arc<Mutex<Vec<MessageId>>>,
+    history: Arc<History>,
     failed: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     progress: Arc<Notify>,
@@ -41,16 +43,16 @@ impl Load {
             Arc::new(Producer::new(Client::new(options).unwrap()).with_failure_backoff(BACKOFF));
         let mut load = Load {
             producer,
-            acked: Arc::default(),
+            history: Arc::default(),
             failed: Arc::default(),
             stop: Arc::default(),
             progress: Arc::default(),
             tasks: JoinSet::new(),
         };
         for sender in 0..SENDERS {
-            let (producer, acked, failed, stop, progress) = (
+            let (producer, history, failed, stop, progress) = (
                 load.producer.clone(),
-                load.acked.clone(),
+                load.history.clone(),
                 load.failed.clone(),
                 load.stop.clone(),
                 load.progress.clone(),
@@ -60,16 +62,16 @@ impl Load {
                     if stop.load(Ordering::Relaxed) {
                         return;
                     }
-                    match producer
-                        .send(topic, Message::new(format!("s{sender}-{i}")))
-                        .await
-                    {
+                    let body = Bytes::from(format!("s{sender}-{i}"));
+                    history.invoke(&body);
+                    match producer.send(topic, Message::new(body.clone())).await {
                         Ok(sent) => {
-                            acked.lock().unwrap().push(sent.msg_id);
+                            history.ok(&body, sent.msg_id);
                             progress.notify_waiters();
                         }
                         Err(err) => {
                             eprintln!("send failed: {err}");
+                            history.fail(&body);
                             failed.fetch_add(1, Ordering::Relaxed);
                         }
                     }
@@ -80,7 +82,7 @@ impl Load {
     }
 
     fn acked(&self) -> usize {
-        self.acked.lock().unwrap().len()
+        self.history.acked()
     }
 
     /// Waits until `n` sends are acknowledged (deadline 60 s).
@@ -106,12 +108,11 @@ impl Load {
             .unwrap_or_default()
     }
 
-    /// Stops the senders; returns the acknowledged ids.
-    async fn stop(mut self) -> (Vec<MessageId>, u64) {
+    /// Stops the senders; returns the history of their sends and the failed count.
+    async fn stop(mut self) -> (Arc<History>, u64) {
         self.stop.store(true, Ordering::Relaxed);
         while self.tasks.join_next().await.is_some() {}
-        let acked = self.acked.lock().unwrap().clone();
-        (acked, self.failed.load(Ordering::Relaxed))
+        (self.history.clone(), self.failed.load(Ordering::Relaxed))
     }
 }
 
@@ -140,29 +141,25 @@ fn report(what: &str, before: BrokerCounters, after: BrokerCounters, elapsed: Du
     attempts
 }
 
-/// Every acknowledged id is stored on one of `brokers` (copies of retried sends counted).
+/// Every acknowledged send is stored on one of `brokers`, nothing unsent is stored and no
+/// offset holds two messages; copies of retried sends are reported.
 async fn assert_none_lost(
     brokers: &[Server],
     tls: &std::path::Path,
     topic: &str,
-    acked: &[MessageId],
+    history: &History,
 ) {
-    let mut stored = std::collections::HashMap::new();
+    let reads = Reads::new();
     for broker in brokers {
         let reader = client(&[&broker.addr], tls, None);
-        for (_, msgs) in crate::read_all(&reader, topic).await {
-            for msg in msgs {
-                *stored.entry(msg.msg_id).or_insert(0u32) += 1;
-            }
+        for (queue, msgs) in crate::read_all(&reader, topic).await {
+            reads.record_all(&queue, &msgs);
         }
     }
-    let lost = acked.iter().filter(|id| !stored.contains_key(id)).count();
-    let duplicates = stored.values().filter(|n| **n > 1).count();
-    println!(
-        "{} acked, {lost} lost, {duplicates} stored twice (indeterminate sends retried)",
-        acked.len()
-    );
-    assert_eq!(lost, 0);
+    let report = check(history, &reads);
+    println!("{report} (duplicates: indeterminate sends retried)");
+    assert_eq!(report.lost.count, 0, "{report}");
+    report.assert_clean(topic);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -186,14 +183,14 @@ async fn producers_route_around_a_killed_broker_without_failed_sends() {
     tokio::time::sleep_until(tokio::time::Instant::from_std(killed_at + BACKOFF * 3)).await;
     let elapsed = killed_at.elapsed();
     let after = load.counters("broker-b");
-    let (acked, failed) = load.stop().await;
+    let (history, failed) = load.stop().await;
     report("kill -9 broker-b", before, after, elapsed);
     assert_eq!(failed, 0, "no send failed with the default retries");
 
     // Nothing acknowledged is lost: read both brokers (broker-b restarted on its data).
     brokers[1].restart().unwrap();
     wait_brokers(&ns.addr, &tls, "load", 2, HEARTBEAT * 50).await;
-    assert_none_lost(&brokers, &tls, "load", &acked).await;
+    assert_none_lost(&brokers, &tls, "load", &history).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -252,7 +249,7 @@ async fn a_frozen_broker_gets_one_probe_per_backoff_and_traffic_after_it_thaws()
         }
     };
     println!("broker-b took 200 sends again {back_after:?} after SIGCONT");
-    let (acked, failed) = load.stop().await;
+    let (history, failed) = load.stop().await;
     assert!(
         acked_frozen > 600,
         "sends went on while broker-b was frozen"
@@ -263,5 +260,5 @@ async fn a_frozen_broker_gets_one_probe_per_backoff_and_traffic_after_it_thaws()
         stored_after > stored_at_thaw + 100,
         "broker-b stores again after SIGCONT: {stored_at_thaw} -> {stored_after}"
     );
-    assert_none_lost(&brokers, &tls, "frozen", &acked).await;
+    assert_none_lost(&brokers, &tls, "frozen", &history).await;
 }

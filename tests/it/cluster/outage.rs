@@ -3,13 +3,15 @@
 //! consumers go on with their cached routes and nothing acknowledged is lost; the name servers
 //! come back and route again.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use quiver_client::{Client, ClientOptions, Message, MessageId, Producer, PullConsumer};
+use bytes::Bytes;
+use quiver_client::{Client, ClientOptions, Message, Producer, PullConsumer};
 use quiver_tests::harness::{campaign, serial};
+use quiver_tests::history::{History, Reads, check};
 use tokio::sync::Notify;
 
 use super::{Cluster, EXPIRY, HEARTBEAT, start_cluster_with_topic, wait_brokers};
@@ -20,8 +22,8 @@ const ROUTE_REFRESH: Duration = Duration::from_millis(200);
 /// Sends and reads seen so far, with a wake-up on every change.
 #[derive(Default)]
 struct Seen {
-    acked: Mutex<Vec<MessageId>>,
-    consumed: Mutex<HashSet<MessageId>>,
+    history: History,
+    consumed: Reads,
     failed_sends: AtomicU64,
     failed_pulls: AtomicU64,
     changed: Notify,
@@ -29,10 +31,7 @@ struct Seen {
 
 impl Seen {
     fn counts(&self) -> (usize, usize) {
-        (
-            self.acked.lock().unwrap().len(),
-            self.consumed.lock().unwrap().len(),
-        )
+        (self.history.acked(), self.consumed.messages())
     }
 
     /// Waits until `done` holds for (acked, consumed), or panics after `deadline`.
@@ -87,10 +86,13 @@ async fn producers_and_consumers_outlive_every_name_server() {
                 if stop.load(Ordering::Relaxed) {
                     return;
                 }
-                match producer.send("feed", Message::new(format!("m{i}"))).await {
-                    Ok(sent) => seen.acked.lock().unwrap().push(sent.msg_id),
+                let body = Bytes::from(format!("m{i}"));
+                seen.history.invoke(&body);
+                match producer.send("feed", Message::new(body.clone())).await {
+                    Ok(sent) => seen.history.ok(&body, sent.msg_id),
                     Err(err) => {
                         eprintln!("send failed: {err}");
+                        seen.history.fail(&body);
                         seen.failed_sends.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -115,8 +117,7 @@ async fn producers_and_consumers_outlive_every_name_server() {
                     {
                         Ok(pulled) => {
                             *offset = pulled.next_offset;
-                            let mut consumed = seen.consumed.lock().unwrap();
-                            consumed.extend(pulled.messages.iter().map(|m| m.msg_id));
+                            seen.consumed.record_all(queue, &pulled.messages);
                         }
                         Err(err) => {
                             eprintln!("pull of {queue} failed: {err}");
@@ -194,11 +195,7 @@ async fn producers_and_consumers_outlive_every_name_server() {
     .await;
     stop_sending.store(true, Ordering::Relaxed);
     sending.await.unwrap();
-    let acked: Vec<MessageId> = seen.acked.lock().unwrap().clone();
-    let lost = |seen: &Seen| {
-        let consumed = seen.consumed.lock().unwrap();
-        acked.iter().filter(|id| !consumed.contains(id)).count()
-    };
+    let lost = |seen: &Seen| check(&seen.history, &seen.consumed).lost.count;
     seen.wait(
         "every acked message consumed",
         Duration::from_secs(30),
@@ -207,12 +204,13 @@ async fn producers_and_consumers_outlive_every_name_server() {
     .await;
     stop_consuming.store(true, Ordering::Relaxed);
     consuming.await.unwrap();
+    let report = check(&seen.history, &seen.consumed);
     println!(
-        "{} acked, 0 lost; {} failed sends, {} failed pulls",
-        acked.len(),
+        "{report}; {} failed sends, {} failed pulls",
         seen.failed_sends.load(Ordering::Relaxed),
         seen.failed_pulls.load(Ordering::Relaxed)
     );
+    report.assert_clean("after the name server outage");
     assert_eq!(seen.failed_sends.load(Ordering::Relaxed), 0);
     assert_eq!(seen.failed_pulls.load(Ordering::Relaxed), 0);
 }
