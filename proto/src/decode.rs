@@ -6,7 +6,10 @@
 //! - [`Reader`], a postcard-compatible cursor for the hand-written decoders of the bodies a
 //!   server decodes in bulk (the send batch). Every sequence's count is checked against the
 //!   remaining bytes divided by its element's smallest encoding, so capacity is exact and
-//!   `n` tiny elements cost at most `n` times their struct size.
+//!   `n` tiny elements cost at most `n` times their struct size. Bytes a count has promised to
+//!   its elements' smallest encodings are not available to counts nested in them, so a count
+//!   that lies cannot have its reservation and its elements' contents charged to the same
+//!   bytes.
 //! - [`seq`] and its named wrappers, `deserialize_with` helpers for every other `Vec` in a
 //!   postcard body, with the same checks: [`crate::decode_body`] decodes through [`Tracked`],
 //!   which tells them how many bytes remain, and each element type names its smallest
