@@ -71,6 +71,12 @@ fn a_panic_in_the_log_fails_the_stop_even_after_kill9() {
     let dir = tempfile::tempdir().unwrap();
     let script = format!("printf \"{PANIC_LINES}\\n\" >&2; exec cat");
     let mut server = fake_server(&script, dir.path());
+    // The panic must be in the log before the kill (else the kill can beat the printf).
+    let deadline = std::time::Instant::now() + START_TIMEOUT;
+    while !std::fs::read_to_string(&server.log).is_ok_and(|log| log.contains("panicked")) {
+        assert!(std::time::Instant::now() < deadline, "the fake server never wrote");
+        std::thread::yield_now();
+    }
     server.kill9_unchecked();
     let err = server.check_no_panic().unwrap_err().to_string();
     assert!(
