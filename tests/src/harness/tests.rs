@@ -74,7 +74,10 @@ fn a_panic_in_the_log_fails_the_stop_even_after_kill9() {
     // The panic must be in the log before the kill (else the kill can beat the printf).
     let deadline = std::time::Instant::now() + START_TIMEOUT;
     while !std::fs::read_to_string(&server.log).is_ok_and(|log| log.contains("panicked")) {
-        assert!(std::time::Instant::now() < deadline, "the fake server never wrote");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the fake server never wrote"
+        );
         std::thread::yield_now();
     }
     server.kill9_unchecked();
