@@ -158,6 +158,7 @@ impl Registrar {
                     queues: meta.queues,
                 })
                 .collect(),
+            unhealthy_reason: self.store.fence_reason().unwrap_or_default(),
         }
     }
 

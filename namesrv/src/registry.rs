@@ -97,6 +97,9 @@ impl Registry {
             .map(|t| (t.topic.clone(), t.queues))
             .collect();
         self.routes.set_broker_topics(&name, &topics);
+        // A broker whose store refuses sends keeps its layout but takes no sends.
+        self.routes
+            .set_broker_writable(&name, registration.unhealthy_reason.is_empty());
         self.brokers.insert(
             name,
             Entry {
@@ -167,6 +170,7 @@ impl Registry {
                         .topics
                         .iter()
                         .fold(0u32, |sum, t| sum.saturating_add(t.queues)),
+                    unhealthy_reason: reg.unhealthy_reason.clone(),
                 }
             })
             .collect()

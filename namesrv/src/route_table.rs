@@ -55,6 +55,16 @@ impl RouteTable {
         );
     }
 
+    /// Marks every queue of a broker writable or not (a broker that reports its store
+    /// fenced takes no sends).
+    pub fn set_broker_writable(&mut self, broker_name: &str, writable: bool) {
+        for queues in self.topics.values_mut() {
+            if let Some(route) = queues.get_mut(broker_name) {
+                route.writable = writable;
+            }
+        }
+    }
+
     /// Removes one topic from one broker.
     pub fn remove_topic(&mut self, broker_name: &str, topic: &str) {
         if let Some(queues) = self.topics.get_mut(topic) {

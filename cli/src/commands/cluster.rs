@@ -24,6 +24,7 @@ pub async fn run(command: ClusterCommand, ctx: &Context) -> anyhow::Result<()> {
                     "cluster": b.cluster, "broker": b.broker_name, "addr": b.addr, "role": b.role.name(),
                     "data_version": { "timestamp_ms": b.data_version.timestamp_ms, "counter": b.data_version.counter },
                     "heartbeat_age_ms": b.heartbeat_age_ms, "topics": b.topics, "queues": b.queues,
+                    "healthy": b.unhealthy_reason.is_empty(), "unhealthy_reason": b.unhealthy_reason,
                 }))
                 .collect::<Vec<_>>())
         ),
@@ -43,6 +44,11 @@ pub async fn run(command: ClusterCommand, ctx: &Context) -> anyhow::Result<()> {
                         format!("{:.1} s", b.heartbeat_age_ms as f64 / 1000.0),
                         b.topics.to_string(),
                         b.queues.to_string(),
+                        if b.unhealthy_reason.is_empty() {
+                            "ok".into()
+                        } else {
+                            format!("unhealthy: {}", b.unhealthy_reason)
+                        },
                     ]
                 })
                 .collect();
@@ -57,7 +63,8 @@ pub async fn run(command: ClusterCommand, ctx: &Context) -> anyhow::Result<()> {
                         "data version",
                         "heartbeat age",
                         "topics",
-                        "queues"
+                        "queues",
+                        "health"
                     ],
                     rows
                 )

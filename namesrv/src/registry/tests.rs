@@ -18,6 +18,7 @@ fn reg(name: &str, addr: &str, topics: &[(&str, u32)]) -> BrokerRegistration {
                 queues: *q,
             })
             .collect(),
+        unhealthy_reason: String::new(),
     }
 }
 
@@ -127,4 +128,27 @@ fn a_registration_over_the_limits_is_refused_whole() {
     }
     // Within the limits a broker's queue total fits its u32 field (TOPICS_MAX x QUEUES_MAX).
     const _: () = assert!((TOPICS_MAX as u64) * (QUEUES_MAX as u64) <= u32::MAX as u64);
+}
+
+#[test]
+fn an_unhealthy_broker_keeps_its_layout_but_takes_no_sends() {
+    let mut registry = Registry::new(1000);
+    registry
+        .handle_register(0, reg("b1", "a:1", &[("t", 2)]))
+        .unwrap();
+    let mut sick = reg("b1", "a:1", &[("t", 2)]);
+    sick.unhealthy_reason = "commit log sync failed".into();
+    registry.handle_register(10, sick).unwrap();
+    let route = registry.route(20, "t").unwrap();
+    assert_eq!(route.queues.len(), 1);
+    assert!(!route.queues[0].writable, "{route:?}");
+    assert_eq!(
+        registry.list(20)[0].unhealthy_reason,
+        "commit log sync failed"
+    );
+    // Healthy again (after a restart): writable again.
+    registry
+        .handle_register(30, reg("b1", "a:1", &[("t", 2)]))
+        .unwrap();
+    assert!(registry.route(40, "t").unwrap().queues[0].writable);
 }

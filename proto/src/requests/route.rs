@@ -105,6 +105,9 @@ pub struct BrokerRegistration {
     /// Every topic the broker serves.
     #[serde(deserialize_with = "crate::decode::seq::<_, _, TOPICS_MAX>")]
     pub topics: Vec<TopicQueues>,
+    /// Why the broker's store refuses sends (a failed disk or index write), empty while
+    /// healthy; name servers then route no sends to it.
+    pub unhealthy_reason: String,
 }
 
 /// Response to `broker.register` / `broker.heartbeat`.
@@ -148,6 +151,8 @@ pub struct BrokerInfo {
     pub topics: u32,
     /// Queues served, over all topics.
     pub queues: u32,
+    /// Why the broker refuses sends, from its last heartbeat; empty while healthy.
+    pub unhealthy_reason: String,
 }
 
 /// Response to `cluster.list`.

@@ -153,6 +153,7 @@ async fn brokers_register_route_leave_and_expire() {
         role: BrokerRole::Master,
         data_version: DataVersion::default(),
         topics: vec![],
+        unhealthy_reason: String::new(),
     };
     let as_admin = client(&[&ns2.addr], &tls, Some("admin"));
     let err = as_admin

@@ -53,6 +53,7 @@ pub(crate) async fn cluster_list(broker: &Broker, body: &Bytes) -> Result<Bytes,
             heartbeat_age_ms: 0,
             topics: topics.len() as u32,
             queues: topics.iter().map(|(_, meta)| meta.queues).sum(),
+            unhealthy_reason: broker.store.fence_reason().unwrap_or_default(),
         }],
     })
 }
