@@ -51,6 +51,11 @@ pub struct StoreConfig {
     /// How often index commits are made durable.
     #[serde(with = "humantime_serde")]
     pub index_durable_interval: Duration,
+    /// Page cache of `index.redb` (redb's own default is 1 GiB, which an edge node cannot
+    /// spare): consume pages, id rows and key rows read or written recently.
+    pub index_cache_bytes: bytesize::ByteSize,
+    /// Page cache of `meta.redb` (topics, floors; later offsets and functions).
+    pub meta_cache_bytes: bytesize::ByteSize,
 }
 
 impl Default for StoreConfig {
@@ -69,6 +74,8 @@ impl Default for StoreConfig {
                 quiver_proto::requests::msg::BATCH_BYTES_MAX_DEFAULT as u64,
             ),
             index_durable_interval: Duration::from_secs(1),
+            index_cache_bytes: bytesize::ByteSize::mib(32),
+            meta_cache_bytes: bytesize::ByteSize::mib(4),
         }
     }
 }

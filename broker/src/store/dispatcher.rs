@@ -13,8 +13,11 @@ use redb::{Durability, WriteTransaction};
 use tokio::sync::oneshot;
 use tracing::error;
 
+use super::consume::{Put, put_entries};
 use super::meta::Meta;
-use super::tables::{CONSUME, ConsumeEntry, DISPATCHED_UPTO, IDS, KEYS, STATE};
+use super::page::Slot;
+use super::record::Record;
+use super::tables::{CONSUME_PAGES, DISPATCHED_UPTO, IDS, KEYS, STATE};
 use super::{Shared, StoreError};
 
 /// Most batches folded into one index commit.
@@ -151,29 +154,51 @@ impl<'a> LiveTopics<'a> {
     }
 }
 
-/// Writes the index rows of `entries` (used by the dispatcher and by recovery replay).
+impl IndexEntry {
+    /// The index entries of the record at log position `pos`: the one function from a log
+    /// record to its index rows, used by the dispatcher, recovery replay and (later) replicas.
+    pub fn of_record(pos: u64, record: &Record, len: usize) -> Self {
+        IndexEntry {
+            topic_id: record.topic_id,
+            queue_id: record.queue_id,
+            offset: record.offset,
+            pos,
+            size: len as u32,
+            tag_hash: record.tag_hash,
+            stored_ms: record.stored_ms,
+            msg_id: record.msg_id,
+            keys: record.keys.clone(),
+        }
+    }
+
+    fn put(&self) -> Put {
+        Put {
+            queue: (self.topic_id, self.queue_id),
+            offset: self.offset,
+            slot: Slot {
+                pos: self.pos,
+                size: self.size,
+                tag_hash: self.tag_hash,
+                stored_ms: self.stored_ms,
+            },
+        }
+    }
+}
+
+/// Writes the index rows of `entries` (used by the dispatcher and by recovery replay): each
+/// touched consume page once, one id row per message, one key row per key.
 pub fn insert_entries<'e>(
     txn: &WriteTransaction,
-    entries: impl IntoIterator<Item = &'e IndexEntry>,
+    entries: impl IntoIterator<Item = &'e IndexEntry> + Clone,
 ) -> Result<(), StoreError> {
-    let mut consume = txn.open_table(CONSUME)?;
-    let mut ids = txn.open_multimap_table(IDS)?;
+    let mut pages = txn.open_table(CONSUME_PAGES)?;
+    put_entries(&mut pages, entries.clone().into_iter().map(IndexEntry::put))?;
+    let mut ids = txn.open_table(IDS)?;
     let mut keys = txn.open_multimap_table(KEYS)?;
     for entry in entries {
-        let value = ConsumeEntry {
-            pos: entry.pos,
-            size: entry.size,
-            tag_hash: entry.tag_hash,
-            stored_ms: entry.stored_ms,
-            msg_id: entry.msg_id,
-        };
-        consume.insert(
-            (entry.topic_id, entry.queue_id, entry.offset),
-            value.to_bytes(),
-        )?;
         ids.insert(
-            entry.msg_id.0,
-            (entry.topic_id, entry.queue_id, entry.offset),
+            (entry.topic_id, entry.msg_id.0, entry.queue_id, entry.offset),
+            (),
         )?;
         for key in &entry.keys {
             keys.insert(

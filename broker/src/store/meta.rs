@@ -39,8 +39,10 @@ pub struct Meta {
 
 impl Meta {
     /// Opens (or creates) `meta.redb` and loads the topics.
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::builder().create(path)?;
+    pub fn open(path: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
+        let db = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(path)?;
         let mut topics = Topics::default();
         let txn = db.begin_write()?;
         {

@@ -5,11 +5,13 @@
 
 pub mod backend;
 pub mod config;
+pub mod consume;
 pub mod dispatcher;
 pub mod error;
 pub mod fault;
 pub mod log;
 pub mod meta;
+pub mod page;
 pub mod record;
 pub mod tables;
 
@@ -214,8 +216,17 @@ impl Store {
             .map_err(|reason| StoreError::invalid(ErrorCode::InvalidArgument, reason))?;
         std::fs::create_dir_all(db_dir)?;
         let log = log::Log::open(storage)?;
-        let meta = meta::Meta::open(&db_dir.join("meta.redb"))?;
-        let rec = recovery::recover(&log, db_dir, &meta, index)?;
+        let meta = meta::Meta::open(
+            &db_dir.join("meta.redb"),
+            config.meta_cache_bytes.as_u64() as usize,
+        )?;
+        let rec = recovery::recover(
+            &log,
+            db_dir,
+            &meta,
+            index,
+            config.index_cache_bytes.as_u64() as usize,
+        )?;
         let report = OpenReport {
             replayed: rec.replayed,
             truncated_bytes: rec.truncated_bytes,

@@ -4,7 +4,9 @@ use quiver_proto::requests::msg::{PullResponse, QUERY_BYTES_MAX, QUERY_MSGS_MAX}
 use quiver_proto::{ErrorCode, MessageId, StoredMessage};
 use redb::{ReadableDatabase, ReadableMultimapTable, ReadableTable};
 
-use super::tables::{CONSUME, ConsumeEntry, IDS, KEYS};
+use super::consume::{self, ScanLimits};
+use super::page::Slot;
+use super::tables::{CONSUME_PAGES, IDS, KEYS};
 use super::{Shared, Store, StoreError, TopicMeta};
 
 /// What a pull asks for.
@@ -50,23 +52,23 @@ impl Store {
             ));
         }
         let txn = shared.index.begin_read()?;
-        let consume = txn.open_table(CONSUME)?;
-        let msgs_max = spec.max_msgs.max(1) as usize;
-        let mut entries = Vec::new();
-        let mut bytes = 0usize;
-        // Open-ended, so a gap that `quiver-broker repair` left (offsets whose records went to
-        // quarantine) is stepped over rather than read as the queue's end.
-        let rows = consume
-            .range((meta.id, spec.queue_id, spec.offset)..(meta.id, spec.queue_id, range.max))?;
-        for row in rows.take(msgs_max) {
-            let (key, value) = row?;
-            let entry = ConsumeEntry::from_bytes(&value.value());
-            if !entries.is_empty() && bytes + entry.size as usize > spec.max_bytes as usize {
-                break;
-            }
-            bytes += entry.size as usize;
-            entries.push((key.value().2, entry));
-        }
+        let pages = txn.open_table(CONSUME_PAGES)?;
+        let limits = ScanLimits {
+            msgs_max: spec.max_msgs.max(1) as usize,
+            bytes_max: spec.max_bytes as usize,
+            slots_max: usize::MAX,
+        };
+        // `[offset, max)`: a gap that `quiver-broker repair` left (offsets whose records went
+        // to quarantine) is stepped over rather than read as the queue's end.
+        let scanned = consume::scan(
+            &pages,
+            (meta.id, spec.queue_id),
+            spec.offset,
+            range.max,
+            None,
+            limits,
+        )?;
+        let entries = scanned.entries;
         // Retention may remove the start of the queue between the range check above and this
         // snapshot (or the log read below): that is "removed", never a silent skip.
         let removed = || {
@@ -87,16 +89,13 @@ impl Store {
         {
             return Err(removed());
         }
-        let next_offset = match entries.last() {
-            Some((offset, _)) => offset + 1,
-            None if spec.offset < range.max => {
-                if spec.offset < shared.queue_range(meta.id, spec.queue_id).min {
-                    return Err(removed());
-                }
-                range.max // every row up to the end is in a repair gap
-            }
-            None => spec.offset,
-        };
+        if entries.is_empty()
+            && spec.offset < range.max
+            && spec.offset < shared.queue_range(meta.id, spec.queue_id).min
+        {
+            return Err(removed());
+        }
+        let next_offset = scanned.next_offset;
         let messages = load_many(shared, topic, &entries).map_err(|err| {
             let log_start = shared.log_start.load(std::sync::atomic::Ordering::Acquire);
             if entries
@@ -125,17 +124,15 @@ impl Store {
     ) -> Result<Vec<StoredMessage>, StoreError> {
         let shared = self.shared();
         let txn = shared.index.begin_read()?;
-        let ids = txn.open_multimap_table(IDS)?;
-        let consume = txn.open_table(CONSUME)?;
+        let ids = txn.open_table(IDS)?;
+        let pages = txn.open_table(CONSUME_PAGES)?;
         let mut found = Vec::new();
         let mut budget = QueryBudget::new(QUERY_MSGS_MAX as usize);
-        for row in ids.get(msg_id.0)? {
-            let (topic_id, queue_id, offset) = row?.value();
-            if topic_id != meta.id {
-                continue;
-            }
-            if let Some(value) = consume.get((topic_id, queue_id, offset))?
-                && !budget.offer(shared, topic, offset, &value.value(), &mut found)?
+        let copies = (meta.id, msg_id.0, 0, 0)..=(meta.id, msg_id.0, u32::MAX, u64::MAX);
+        for row in ids.range(copies)? {
+            let (_, _, queue_id, offset) = row?.0.value();
+            if let Some(slot) = consume::entry(&pages, (meta.id, queue_id), offset)?
+                && !budget.offer(shared, topic, offset, &slot, &mut found)?
             {
                 break;
             }
@@ -174,7 +171,7 @@ impl Store {
         let shared = self.shared();
         let txn = shared.index.begin_read()?;
         let keys = txn.open_multimap_table(KEYS)?;
-        let consume = txn.open_table(CONSUME)?;
+        let pages = txn.open_table(CONSUME_PAGES)?;
         let limit = max_msgs.clamp(1, QUERY_MSGS_MAX) as usize;
         let (begin, end) = (begin_ms.unwrap_or(0), end_ms.unwrap_or(u64::MAX));
         let mut found = Vec::new();
@@ -184,8 +181,8 @@ impl Store {
             if stored_ms < begin || stored_ms >= end {
                 continue;
             }
-            if let Some(value) = consume.get((meta.id, queue_id, offset))?
-                && !budget.offer(shared, topic, offset, &value.value(), &mut found)?
+            if let Some(slot) = consume::entry(&pages, (meta.id, queue_id), offset)?
+                && !budget.offer(shared, topic, offset, &slot, &mut found)?
             {
                 break;
             }
@@ -230,21 +227,20 @@ impl QueryBudget {
         shared: &Shared,
         topic: &str,
         offset: u64,
-        value: &[u8; 40],
+        entry: &Slot,
         found: &mut Vec<StoredMessage>,
     ) -> Result<bool, StoreError> {
-        let entry = ConsumeEntry::from_bytes(value);
         if entry.pos < shared.log_start.load(std::sync::atomic::Ordering::Acquire) {
             return Ok(true); // being removed by retention
         }
-        if !self.admit(&entry) {
+        if !self.admit(entry) {
             return Ok(false);
         }
-        found.push(load(shared, topic, offset, &entry)?);
+        found.push(load(shared, topic, offset, entry)?);
         Ok(true)
     }
 
-    fn admit(&mut self, entry: &ConsumeEntry) -> bool {
+    fn admit(&mut self, entry: &Slot) -> bool {
         let first = self.bytes == 0;
         if self.msgs_left == 0 || (!first && self.bytes + entry.size as usize > QUERY_BYTES_MAX) {
             return false;
@@ -263,7 +259,7 @@ fn load(
     shared: &Shared,
     topic: &str,
     offset: u64,
-    entry: &ConsumeEntry,
+    entry: &Slot,
 ) -> Result<StoredMessage, StoreError> {
     let mut one = load_many(shared, topic, &[(offset, *entry)])?;
     Ok(one.pop().expect("one entry, one message"))
@@ -274,7 +270,7 @@ fn load(
 fn load_many(
     shared: &Shared,
     topic: &str,
-    entries: &[(u64, ConsumeEntry)],
+    entries: &[(u64, Slot)],
 ) -> Result<Vec<StoredMessage>, StoreError> {
     let mut out = Vec::with_capacity(entries.len());
     let mut idx = 0;
@@ -306,7 +302,7 @@ fn load_many(
 fn to_message(
     topic: &str,
     offset: u64,
-    entry: &ConsumeEntry,
+    entry: &Slot,
     bytes: &bytes::Bytes,
 ) -> Result<StoredMessage, StoreError> {
     let corrupt = |reason: String| StoreError::Corrupt {
@@ -314,7 +310,8 @@ fn to_message(
         reason,
     };
     let (record, len) = super::record::decode(bytes).map_err(|err| corrupt(err.to_string()))?;
-    if len != entry.size as usize || record.msg_id != entry.msg_id || record.offset != offset {
+    if len != entry.size as usize || record.offset != offset || record.stored_ms != entry.stored_ms
+    {
         return Err(corrupt("record does not match its index entry".into()));
     }
     if crc32c::crc32c(&record.body) != record.body_crc {
@@ -336,8 +333,7 @@ fn to_message(
     })
 }
 
-/// Removes a deleted topic's consume and key rows. Its id rows stay until retention removes
-/// the records; lookups skip them because the topic id no longer exists.
+/// Removes a deleted topic's consume pages, id rows and key rows, in chunks.
 pub(super) fn drop_topic_rows(shared: &Shared, topic_id: u32) -> Result<(), StoreError> {
     // The topic is gone from `meta` already, so an index commit that begins from here on adds
     // no row of it; one that began before holds the write lock until it commits, so the
@@ -345,21 +341,21 @@ pub(super) fn drop_topic_rows(shared: &Shared, topic_id: u32) -> Result<(), Stor
     loop {
         let txn = shared.index.begin_write()?;
         let removed = {
-            let mut consume = txn.open_table(CONSUME)?;
-            let mut ids = txn.open_multimap_table(IDS)?;
-            let mut rows = Vec::with_capacity(DROP_CHUNK_ROWS);
-            for row in consume
-                .range((topic_id, 0, 0)..=(topic_id, u32::MAX, u64::MAX))?
-                .take(DROP_CHUNK_ROWS)
-            {
-                let (key, value) = row?;
-                rows.push((key.value(), ConsumeEntry::from_bytes(&value.value()).msg_id));
+            let mut pages = txn.open_table(CONSUME_PAGES)?;
+            let mut ids = txn.open_table(IDS)?;
+            // A topic has one page per `PAGE_SLOTS` messages: few enough for one pass.
+            pages.retain_in((topic_id, 0, 0)..=(topic_id, u32::MAX, u64::MAX), |_, _| {
+                false
+            })?;
+            let mut chunk = Vec::with_capacity(DROP_CHUNK_ROWS);
+            let all = (topic_id, 0, 0, 0)..=(topic_id, u128::MAX, u32::MAX, u64::MAX);
+            for row in ids.range(all)?.take(DROP_CHUNK_ROWS) {
+                chunk.push(row?.0.value());
             }
-            for (at, msg_id) in &rows {
-                consume.remove(*at)?;
-                ids.remove(msg_id.0, *at)?;
+            for key in &chunk {
+                ids.remove(*key)?;
             }
-            rows.len()
+            chunk.len()
         };
         txn.commit()?;
         if removed < DROP_CHUNK_ROWS {
@@ -384,5 +380,5 @@ pub(super) fn drop_topic_rows(shared: &Shared, topic_id: u32) -> Result<(), Stor
     Ok(())
 }
 
-/// Consume rows (and their id rows) deleted per transaction when a topic is deleted.
+/// Id rows deleted per transaction when a topic is deleted.
 const DROP_CHUNK_ROWS: usize = 4096;

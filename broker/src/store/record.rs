@@ -184,6 +184,13 @@ pub fn peek_len(buf: &[u8]) -> Result<usize, RecordError> {
     Ok(len)
 }
 
+/// The broker time in the header of the record starting at `buf` (unchecked: for the oldest
+/// record of a segment, to date what retention removed).
+pub fn peek_stored_ms(buf: &[u8]) -> Option<u64> {
+    let bytes = buf.get(48..56)?;
+    Some(u64::from_le_bytes(bytes.try_into().ok()?))
+}
+
 /// Decodes the record at the start of `buf`, checking its CRC. Returns the record and its
 /// length. Never panics, whatever the bytes.
 pub fn decode(buf: &Bytes) -> Result<(Record, usize), RecordError> {

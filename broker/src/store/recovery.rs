@@ -16,10 +16,13 @@ use redb::{Database, ReadableDatabase};
 use tracing::{info, warn};
 
 use super::backend::LogFile;
+use super::consume;
 use super::dispatcher::{IndexEntry, insert_entries};
 use super::log::{Log, scan};
 use super::meta::Meta;
-use super::tables::{CONSUME, DISPATCHED_UPTO, IDS, KEYS, STATE};
+use super::tables::{
+    CONSUME_PAGES, DISPATCHED_UPTO, IDS, INDEX_FORMAT, INDEX_FORMAT_VERSION, KEYS, STATE,
+};
 use super::{QueueRange, StoreError};
 
 /// The index database's file name in the data directory.
@@ -47,6 +50,7 @@ pub(super) fn recover(
     data_dir: &Path,
     meta: &Meta,
     backend: Option<Box<dyn redb::StorageBackend>>,
+    cache_bytes: usize,
 ) -> Result<Recovered, StoreError> {
     let index_path = &data_dir.join(INDEX_FILE);
     if log.segments().is_empty() {
@@ -59,10 +63,12 @@ pub(super) fn recover(
 
     let injected = backend.is_some();
     let mut index = match backend {
-        Some(backend) => {
-            init_tables(Database::builder().create_with_backend(DynBackend(backend))?)?
-        }
-        None => open_index(index_path)?,
+        Some(backend) => init_tables(
+            Database::builder()
+                .set_cache_size(cache_bytes)
+                .create_with_backend(DynBackend(backend))?,
+        )?,
+        None => open_index(index_path, cache_bytes)?,
     };
     let mut from = read_dispatched(&index)?;
     if from > claimed_end && !injected {
@@ -73,7 +79,7 @@ pub(super) fn recover(
         );
         drop(index);
         std::fs::remove_file(index_path)?;
-        index = open_index(index_path)?;
+        index = open_index(index_path, cache_bytes)?;
         from = 0;
     }
     let from = from.max(log_start);
@@ -89,6 +95,13 @@ pub(super) fn recover(
         }
         let start = from.saturating_sub(*base);
         let base = *base;
+        info!(
+            segment = idx + 1,
+            segments = segments.len(),
+            from = base + start,
+            to = seg_end,
+            "replaying the log into the index"
+        );
         let end = scan(file.as_ref(), start, |offset, record, len| {
             replay.push(base + offset, record, len)
         })?;
@@ -159,16 +172,49 @@ pub(super) fn recover(
     })
 }
 
-fn open_index(path: &Path) -> Result<Database, StoreError> {
-    init_tables(Database::builder().create(path)?)
+/// Opens the index, or rebuilds it when it was written in another format: a file without
+/// the current `index_format` is deleted and the log replayed into a new one from its start.
+fn open_index(path: &Path, cache_bytes: usize) -> Result<Database, StoreError> {
+    let db = Database::builder()
+        .set_cache_size(cache_bytes)
+        .create(path)?;
+    let format = {
+        let txn = db.begin_read()?;
+        match txn.open_table(STATE) {
+            Ok(state) => Some((
+                state.get(INDEX_FORMAT)?.map(|v| v.value()),
+                state.get(DISPATCHED_UPTO)?.map(|v| v.value()),
+            )),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(err) => return Err(err.into()),
+        }
+    };
+    match format {
+        None | Some((Some(INDEX_FORMAT_VERSION), _)) | Some((None, None)) => init_tables(db),
+        Some((found, _)) => {
+            warn!(
+                found = found.unwrap_or(1),
+                current = INDEX_FORMAT_VERSION,
+                "index.redb is in an older format; rebuilding it from the log (progress is logged)"
+            );
+            drop(db);
+            std::fs::remove_file(path)?;
+            init_tables(
+                Database::builder()
+                    .set_cache_size(cache_bytes)
+                    .create(path)?,
+            )
+        }
+    }
 }
 
 fn init_tables(db: Database) -> Result<Database, StoreError> {
     let txn = db.begin_write()?;
-    txn.open_table(CONSUME)?;
-    txn.open_multimap_table(IDS)?;
+    txn.open_table(CONSUME_PAGES)?;
+    txn.open_table(IDS)?;
     txn.open_multimap_table(KEYS)?;
-    txn.open_table(STATE)?;
+    txn.open_table(STATE)?
+        .insert(INDEX_FORMAT, INDEX_FORMAT_VERSION)?;
     txn.commit()?;
     Ok(db)
 }
@@ -207,17 +253,7 @@ impl<'a> Replay<'a> {
     ) -> Result<(), StoreError> {
         self.batch_start.get_or_insert(pos);
         let batch_end = record.is_batch_end();
-        self.batch.push(IndexEntry {
-            topic_id: record.topic_id,
-            queue_id: record.queue_id,
-            offset: record.offset,
-            pos,
-            size: len as u32,
-            tag_hash: record.tag_hash,
-            stored_ms: record.stored_ms,
-            msg_id: record.msg_id,
-            keys: record.keys,
-        });
+        self.batch.push(IndexEntry::of_record(pos, &record, len));
         if batch_end {
             self.done.append(&mut self.batch);
             self.batch_start = None;
@@ -259,21 +295,16 @@ fn load_queues(
 ) -> Result<HashMap<(u32, u32), QueueRange>, StoreError> {
     let floors = meta.floors()?;
     let txn = index.begin_read()?;
-    let consume = txn.open_table(CONSUME)?;
+    let pages = txn.open_table(CONSUME_PAGES)?;
     let mut queues = HashMap::new();
     for (_, topic) in meta.list() {
         for queue_id in 0..topic.queues {
             let floor = floors.get(&(topic.id, queue_id)).copied().unwrap_or(0);
-            let range = consume.range((topic.id, queue_id, 0)..=(topic.id, queue_id, u64::MAX))?;
-            let mut rows = range.map(|row| row.map(|(key, _)| key.value().2));
-            let range = match rows.next().transpose()? {
-                Some(first) => {
-                    let last = rows.next_back().transpose()?.unwrap_or(first);
-                    QueueRange {
-                        min: first,
-                        max: (last + 1).max(floor),
-                    }
-                }
+            let range = match consume::bounds(&pages, (topic.id, queue_id))? {
+                Some((min, max)) => QueueRange {
+                    min,
+                    max: max.max(floor),
+                },
                 None if floor > 0 => QueueRange {
                     min: floor,
                     max: floor,
@@ -287,15 +318,12 @@ fn load_queues(
 }
 
 fn first_stored_ms(file: &dyn LogFile) -> Result<Option<u64>, StoreError> {
-    let mut first = None;
     let mut header = vec![0u8; super::record::HEADER_BYTES];
-    if file.len()? >= header.len() as u64 {
-        file.read_at(0, &mut header)?;
-        first = Some(u64::from_le_bytes(
-            header[48..56].try_into().expect("8 bytes"),
-        ));
+    if file.len()? < header.len() as u64 {
+        return Ok(None);
     }
-    Ok(first)
+    file.read_at(0, &mut header)?;
+    Ok(super::record::peek_stored_ms(&header))
 }
 
 /// A boxed backend as a backend (redb takes one by value).

@@ -23,10 +23,11 @@ use redb::{Database, ReadableDatabase};
 
 use super::StoreError;
 use super::backend::{FsStorage, LogFile, Storage};
+use super::consume;
 use super::log::{Log, scan, segment_name};
 use super::meta::Meta;
 use super::recovery::INDEX_FILE;
-use super::tables::CONSUME;
+use super::tables::{CONSUME_PAGES, INDEX_FORMAT, INDEX_FORMAT_VERSION, LEGACY_CONSUME, STATE};
 
 /// Bytes copied to quarantine at a time.
 const COPY_CHUNK_BYTES: usize = 8 << 20;
@@ -159,7 +160,7 @@ pub fn apply_with(
         written.push(path);
     }
     File::open(&quarantine)?.sync_all()?;
-    let meta = Meta::open(&data_dir.join("meta.redb"))?;
+    let meta = Meta::open(&data_dir.join("meta.redb"), REPAIR_CACHE_BYTES)?;
     meta.raise_floors(&plan.floors)?;
     drop(meta);
     for cut in &plan.cuts {
@@ -219,8 +220,36 @@ fn index_floors(data_dir: &Path) -> Result<HashMap<(u32, u32), u64>, StoreError>
     }
     let db = Database::builder().open(&path)?;
     let txn = db.begin_read()?;
-    let consume = txn.open_table(CONSUME)?;
-    // Rows are ordered by (topic, queue, offset): the last row of each queue is its highest.
+    let format = match txn.open_table(STATE) {
+        Ok(state) => state.get(INDEX_FORMAT)?.map(|v| v.value()),
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(floors),
+        Err(err) => return Err(err.into()),
+    };
+    if format == Some(INDEX_FORMAT_VERSION) {
+        let pages = txn.open_table(CONSUME_PAGES)?;
+        let mut queue = Some((0u32, 0u32));
+        // Pages are ordered by (topic, queue, page): find each queue's first page, then its
+        // bounds.
+        while let Some((topic_id, queue_id)) = queue {
+            let Some(found) = pages.range((topic_id, queue_id, 0)..)?.next().transpose()? else {
+                break;
+            };
+            let (topic_id, queue_id, _) = found.0.value();
+            drop(found);
+            if let Some((_, max)) = consume::bounds(&pages, (topic_id, queue_id))? {
+                floors.insert((topic_id, queue_id), max);
+            }
+            queue = next_queue(topic_id, queue_id);
+        }
+        return Ok(floors);
+    }
+    let consume = match txn.open_table(LEGACY_CONSUME) {
+        Ok(consume) => consume,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(floors),
+        Err(err) => return Err(err.into()),
+    };
+    // Format 1: rows are ordered by (topic, queue, offset): the last row of each queue is its
+    // highest.
     let mut next = Some((0u32, 0u32));
     while let Some((topic_id, queue_id)) = next {
         let last = consume
@@ -237,12 +266,19 @@ fn index_floors(data_dir: &Path) -> Result<HashMap<(u32, u32), u64>, StoreError>
             .transpose()?
             .map_or(0, |(key, _)| key.value().2);
         floors.insert((topic_id, queue_id), top + 1);
-        next = match queue_id.checked_add(1) {
-            Some(queue_id) => Some((topic_id, queue_id)),
-            None => topic_id.checked_add(1).map(|topic_id| (topic_id, 0)),
-        };
+        next = next_queue(topic_id, queue_id);
     }
     Ok(floors)
+}
+
+/// redb cache of the databases a repair opens.
+const REPAIR_CACHE_BYTES: usize = 16 << 20;
+
+fn next_queue(topic_id: u32, queue_id: u32) -> Option<(u32, u32)> {
+    match queue_id.checked_add(1) {
+        Some(queue_id) => Some((topic_id, queue_id)),
+        None => topic_id.checked_add(1).map(|topic_id| (topic_id, 0)),
+    }
 }
 
 fn copy_out(file: &dyn LogFile, from: u64, len: u64, path: &Path) -> Result<(), StoreError> {

@@ -20,9 +20,10 @@ use redb::Durability;
 use tracing::{error, info};
 
 use super::LogFile;
+use super::consume;
 use super::log::scan;
 use super::record::Record;
-use super::tables::{CONSUME, IDS, KEYS};
+use super::tables::{CONSUME_PAGES, IDS, KEYS};
 use super::{Shared, StoreError};
 
 /// Records whose index rows are deleted in one transaction.
@@ -202,13 +203,20 @@ fn drop_chunk(shared: &Shared, records: &[Rows]) -> Result<(), StoreError> {
     let mut txn = shared.index.begin_write()?;
     txn.set_durability(Durability::None)?;
     {
-        let mut consume = txn.open_table(CONSUME)?;
-        let mut ids = txn.open_multimap_table(IDS)?;
+        // Whole pages below each floor go, and the page holding the floor is cut.
+        let mut pages = txn.open_table(CONSUME_PAGES)?;
+        for (queue, floor) in &floors {
+            consume::cut_below(&mut pages, *queue, *floor)?;
+        }
+        let mut ids = txn.open_table(IDS)?;
         let mut keys = txn.open_multimap_table(KEYS)?;
         for record in records {
-            let at = (record.topic_id, record.queue_id, record.offset);
-            consume.remove(at)?;
-            ids.remove(record.msg_id, at)?;
+            ids.remove((
+                record.topic_id,
+                record.msg_id,
+                record.queue_id,
+                record.offset,
+            ))?;
             for key in &record.keys {
                 keys.remove(
                     (record.topic_id, key.as_str()),

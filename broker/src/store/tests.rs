@@ -12,6 +12,7 @@ use super::reader::PullSpec;
 use super::*;
 
 mod hardening;
+mod migration;
 
 fn message(body: String, batch: u64, batch_len: usize) -> SendMessage {
     let mut msg = SendMessage::new(

@@ -5,12 +5,13 @@ use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use redb::{ReadableDatabase, ReadableMultimapTable};
+use redb::ReadableDatabase;
 
 use super::super::fault::FailingIndex;
 use super::super::repair;
-use super::super::tables::{CONSUME, IDS, KEYS};
+use super::super::tables::{CONSUME_PAGES, IDS, KEYS};
 use super::*;
+use redb::ReadableTable;
 
 fn small_segments() -> StoreConfig {
     StoreConfig {
@@ -450,17 +451,15 @@ async fn deleting_a_topic_under_appends_leaves_no_rows() {
     }
     store.catch_up().await.unwrap();
     let txn = store.shared().index.begin_read().unwrap();
-    let consume = txn.open_table(CONSUME).unwrap();
-    let rows = consume
+    let pages = txn.open_table(CONSUME_PAGES).unwrap();
+    let rows = pages
         .range((topic_id, 0, 0)..=(topic_id, u32::MAX, u64::MAX))
         .unwrap()
         .count();
-    let ids = txn.open_multimap_table(IDS).unwrap();
+    let ids = txn.open_table(IDS).unwrap();
     let mut id_rows = 0;
     for row in ids.iter().unwrap() {
-        for value in row.unwrap().1 {
-            id_rows += usize::from(value.unwrap().value().0 == topic_id);
-        }
+        id_rows += usize::from(row.unwrap().0.value().0 == topic_id);
     }
     let keys = txn.open_multimap_table(KEYS).unwrap();
     let key_rows = keys
