@@ -3,8 +3,10 @@
 //! endpoint).
 //!
 //! # Layout
+//! - [`core`]: the broker's state and domain operations (send, pull, queries, topics): what
+//!   remoting, and later push consumers, functions and replication, call.
 //! - [`store`]: commit log, group-commit writer, dispatcher, indexes, recovery, retention.
-//! - [`remoting`]: request code → handler; admin checks; error mapping.
+//! - [`remoting`]: decode → core → encode, one handler per request code.
 //! - [`server`]: binding, the `listening` line and `ports.json`, graceful shutdown.
 //! - [`registration`]: register and heartbeat with the name servers; leave on shutdown.
 //! - [`repair`]: the repair command (plan, then `--yes` to cut corrupt log bytes to quarantine).
@@ -14,6 +16,7 @@
 pub mod args;
 pub mod clock;
 pub mod config;
+pub mod core;
 pub mod registration;
 pub mod remoting;
 pub mod repair;

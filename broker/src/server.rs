@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::config::BrokerConfig;
+use crate::core::{Core, CoreConfig};
 use crate::registration::{Identity, Registrar};
 use crate::remoting::{Broker, RemotingConfig, advertise_addr};
 use crate::store::Store;
@@ -46,9 +47,6 @@ pub async fn run(
         cluster: config.broker.cluster.clone(),
         broker_name: config.broker.name.clone(),
         advertise,
-        auto_create_topics: config.broker.auto_create_topics,
-        default_queues: config.broker.default_queues,
-        long_polls_max: config.broker.long_polls_max,
         access: quiver_net::server::AccessPolicy {
             allow_anonymous: config.broker.allow_anonymous,
         },
@@ -59,7 +57,16 @@ pub async fn run(
         broker_name: remoting.broker_name.clone(),
         addr: remoting.advertise.clone(),
     };
-    let broker = Arc::new(Broker::new(store.clone(), remoting, shutdown.clone()));
+    let core = Arc::new(Core::new(
+        store.clone(),
+        CoreConfig {
+            auto_create_topics: config.broker.auto_create_topics,
+            default_queues: config.broker.default_queues,
+            long_polls_max: config.broker.long_polls_max,
+        },
+        shutdown.clone(),
+    ));
+    let broker = Arc::new(Broker::new(core.clone(), remoting));
     let registrar = if config.broker.namesrv.is_empty() {
         None
     } else {
@@ -73,7 +80,7 @@ pub async fn run(
             client_tls,
             store.clone(),
             config.broker.heartbeat_interval,
-            broker.topics_changed(),
+            core.topics_changed(),
         )?;
         registrar.register().await?;
         Some(tokio::spawn(registrar.run(shutdown.clone())))

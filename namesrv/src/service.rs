@@ -4,7 +4,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use quiver_net::server::{AccessPolicy, error_frame, node_name_denied};
+use quiver_net::Failure;
+use quiver_net::server::{AccessPolicy, node_name_denied};
 use quiver_net::{Peer, Service};
 use quiver_proto::requests::route::{
     BrokerRegistration, BrokerUnregister, ClusterList, ClusterListing, RegistrationAck, RouteGet,
@@ -156,24 +157,12 @@ impl Service for NameServer {
     }
 
     async fn handle(&self, peer: Arc<Peer>, request: Frame) -> Option<Frame> {
-        let header = request.header;
-        if header.is_oneway() {
-            return None;
-        }
-        let Some(code) = RequestCode::from_u16(header.code) else {
-            let err = WireError::UnknownCode { code: header.code };
-            return Some(error_frame(
-                &header,
-                err.code(),
-                format!("{err}: upgrade the client or check the request"),
-            ));
-        };
-        if let Some(reason) = self.policy.denied(code, &peer) {
-            return Some(error_frame(&header, ErrorCode::PermissionDenied, reason));
-        }
-        Some(match self.dispatch(code, &peer, &request.body) {
-            Ok(body) => Frame::response(&header, ErrorCode::Ok, Bytes::from(body)),
-            Err((status, message)) => error_frame(&header, status, message),
+        let caller = &peer;
+        quiver_net::envelope::answer(self.policy, &peer, request, |code, body| async move {
+            self.dispatch(code, caller, &body)
+                .map(Bytes::from)
+                .map_err(|(code, message)| Failure::new(code, message))
         })
+        .await
     }
 }

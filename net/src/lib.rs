@@ -6,6 +6,8 @@
 //!   peer identity (name and role) from a client certificate.
 //! - [`endpoint`]: quinn endpoints with explicit transport limits.
 //! - [`limits`]: connection cap, request-byte budgets, shutdown drain deadline.
+//! - [`envelope`]: the request envelope every server shares (unknown code, access check,
+//!   error frame, oneway) and [`envelope::Failure`], the one handler error type.
 //! - [`server`]: the accept loop that feeds request frames to a [`server::Service`].
 //! - [`client`]: [`client::RpcClient`], a reconnecting connection that sends requests.
 //!
@@ -13,11 +15,13 @@
 
 pub mod client;
 pub mod endpoint;
+pub mod envelope;
 pub mod limits;
 pub mod process;
 pub mod server;
 pub mod tls;
 
 pub use client::{NetError, RpcClient};
+pub use envelope::Failure;
 pub use server::{Peer, Service};
 pub use tls::{Identity, Role};

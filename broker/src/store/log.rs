@@ -106,6 +106,21 @@ fn parse_name(name: &str) -> Option<u64> {
     (digits.len() == 20).then(|| digits.parse().ok()).flatten()
 }
 
+/// Calls `visit(byte_offset, record, len)` for each record in `bytes`, which must hold whole
+/// records (what the writer assembled, or a replica received).
+pub fn scan_bytes(
+    bytes: &Bytes,
+    mut visit: impl FnMut(u64, Record, usize),
+) -> Result<(), RecordError> {
+    let mut used = 0usize;
+    while used < bytes.len() {
+        let (record, len) = record::decode(&bytes.slice(used..))?;
+        visit(used as u64, record, len);
+        used += len;
+    }
+    Ok(())
+}
+
 /// How a scan of one segment ended.
 #[derive(Debug)]
 pub struct ScanEnd {

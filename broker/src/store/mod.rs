@@ -3,6 +3,7 @@
 //! `docs/store.md` describes the file layouts, tables, commit and recovery order and the
 //! invariants. This module is the only one that names redb.
 
+mod assemble;
 pub mod backend;
 pub mod config;
 pub mod consume;
@@ -30,8 +31,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use quiver_proto::requests::admin::BrokerStats;
-use quiver_proto::requests::msg::{BATCH_LEN_MAX, SendResponse};
-use quiver_proto::{ErrorCode, SendMessage};
+use quiver_proto::requests::msg::BATCH_LEN_MAX;
+use quiver_proto::{ErrorCode, MessageId, SendMessage};
 use tokio::sync::{Semaphore, oneshot, watch};
 
 pub use backend::{FsStorage, LogFile, Storage};
@@ -56,6 +57,18 @@ pub struct QueueRange {
     pub min: u64,
     /// One past the largest dispatched offset.
     pub max: u64,
+}
+
+/// Where an appended send batch went: message `i` has offset `first_offset + i` and id
+/// `msg_ids[i]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Appended {
+    /// Queue of the batch.
+    pub queue_id: u32,
+    /// Offset of the first message.
+    pub first_offset: u64,
+    /// Final id of each message (the producer's, or one the writer assigned).
+    pub msg_ids: Vec<MessageId>,
 }
 
 /// Counters.
@@ -261,7 +274,7 @@ impl Store {
             shared: shared.clone(),
             rx: writer_rx,
             dispatch: dispatch_tx.clone(),
-            next_offsets,
+            assembler: assemble::Assembler::new(next_offsets),
             active_base: rec.active_base,
             active: rec.active,
             active_len: rec.active_len,
@@ -310,7 +323,7 @@ impl Store {
         topic: &str,
         queue_id: u32,
         messages: Vec<SendMessage>,
-    ) -> Result<SendResponse, StoreError> {
+    ) -> Result<Appended, StoreError> {
         let topic_meta = self.topic(topic)?;
         check_queue(topic, &topic_meta, queue_id)?;
         let bytes = self.check_batch(&messages)?;

@@ -1,10 +1,10 @@
 //! Reads: pulls by queue offset and lookups by id and key, through the index to the log.
 
-use quiver_proto::requests::msg::{PullResponse, QUERY_BYTES_MAX, QUERY_MSGS_MAX};
+use quiver_proto::requests::msg::{QUERY_BYTES_MAX, QUERY_MSGS_MAX};
 use quiver_proto::{ErrorCode, MessageId, StoredMessage};
 use redb::{ReadableDatabase, ReadableMultimapTable, ReadableTable};
 
-use super::consume::{self, ScanLimits};
+use super::consume::{self, ScanLimits, TagFilter};
 use super::page::Slot;
 use super::tables::{CONSUME_PAGES, IDS, KEYS};
 use super::{Shared, Store, StoreError, TopicMeta};
@@ -22,6 +22,51 @@ pub struct PullSpec {
     pub max_bytes: u32,
 }
 
+/// What a read of a queue found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueRead {
+    /// Messages from the asked offset on, in offset order (only those the tags match).
+    pub messages: Vec<StoredMessage>,
+    /// Where the next read starts: past every offset this one looked at, matched or not.
+    pub next_offset: u64,
+    /// The queue's smallest stored offset when it was read.
+    pub min_offset: u64,
+    /// One past the queue's last offset when it was read.
+    pub max_offset: u64,
+}
+
+/// A tag filter: the tags a consumer wants. Pages whose tag bitmap misses every wanted
+/// hash are skipped unread, slots are matched on the hash, and the record's own tag is
+/// compared exactly before a message is returned (hashes collide).
+#[derive(Clone, Debug)]
+pub struct TagMatch {
+    tags: Vec<String>,
+    filter: TagFilter,
+}
+
+impl TagMatch {
+    /// Matches messages whose tag is one of `tags`.
+    pub fn new(tags: Vec<String>) -> Self {
+        let filter = TagFilter::new(
+            tags.iter()
+                .map(|tag| quiver_proto::message::tag_hash(Some(tag))),
+        );
+        TagMatch { tags, filter }
+    }
+
+    /// The wanted tags.
+    pub fn tags(&self) -> &[String] {
+        &self.tags
+    }
+
+    fn matches(&self, tag: Option<&str>) -> bool {
+        tag.is_some_and(|tag| self.tags.iter().any(|want| want == tag))
+    }
+}
+
+/// Slots a filtered read looks at before it answers, matched or not.
+pub const FILTER_SLOTS_MAX: usize = 64 * 1024;
+
 impl Store {
     /// Reads up to `spec.max_msgs` messages of a queue from `spec.offset`, without waiting.
     /// Offsets below the queue's minimum (removed) or past its end are errors that say so.
@@ -30,7 +75,20 @@ impl Store {
         topic: &str,
         meta: &TopicMeta,
         spec: PullSpec,
-    ) -> Result<PullResponse, StoreError> {
+    ) -> Result<QueueRead, StoreError> {
+        self.read_queue_matching(topic, meta, spec, None)
+    }
+
+    /// [`Store::read_queue`], keeping only messages whose tag `tags` matches: the read looks
+    /// at most at [`FILTER_SLOTS_MAX`] offsets, and its `next_offset` moves past all it looked
+    /// at, so a consumer moves on even when nothing matched.
+    pub fn read_queue_matching(
+        &self,
+        topic: &str,
+        meta: &TopicMeta,
+        spec: PullSpec,
+        tags: Option<&TagMatch>,
+    ) -> Result<QueueRead, StoreError> {
         let shared = self.shared();
         let range = shared.queue_range(meta.id, spec.queue_id);
         if spec.offset < range.min {
@@ -56,7 +114,11 @@ impl Store {
         let limits = ScanLimits {
             msgs_max: spec.max_msgs.max(1) as usize,
             bytes_max: spec.max_bytes as usize,
-            slots_max: usize::MAX,
+            slots_max: if tags.is_some() {
+                FILTER_SLOTS_MAX
+            } else {
+                usize::MAX
+            },
         };
         // `[offset, max)`: a gap that `quiver-broker repair` left (offsets whose records went
         // to quarantine) is stepped over rather than read as the queue's end.
@@ -65,7 +127,7 @@ impl Store {
             (meta.id, spec.queue_id),
             spec.offset,
             range.max,
-            None,
+            tags.map(|tags| &tags.filter),
             limits,
         )?;
         let entries = scanned.entries;
@@ -107,7 +169,12 @@ impl Store {
                 err
             }
         })?;
-        Ok(PullResponse {
+        let mut messages = messages;
+        if let Some(tags) = tags {
+            // The hash matched; the tag itself must too.
+            messages.retain(|msg| tags.matches(msg.tag.as_deref()));
+        }
+        Ok(QueueRead {
             messages,
             next_offset,
             min_offset: range.min,

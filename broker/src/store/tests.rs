@@ -270,11 +270,7 @@ async fn f0_crash_at_every_write_and_sync() {
     }
 }
 
-fn check_after_crash(
-    store: &Store,
-    acked: &[(u64, usize, quiver_proto::requests::msg::SendResponse)],
-    crash_point: u64,
-) {
+fn check_after_crash(store: &Store, acked: &[(u64, usize, Appended)], crash_point: u64) {
     let all = read_all(store, "t");
     for (batch, batch_len, response) in acked {
         let queue = &all[&response.queue_id];

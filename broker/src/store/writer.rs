@@ -1,23 +1,22 @@
-//! The log writer: one thread that drains every waiting send into one append and one
-//! `fdatasync` (group commit), then acknowledges them and hands their index entries to the
-//! dispatcher. In sync mode nothing is acknowledged before its bytes are synced.
+//! The log writer's I/O loop: one thread that drains every waiting send, has the
+//! [`Assembler`] encode them, writes them with one append and one `fdatasync` (group
+//! commit), then acknowledges them and hands their index entries to the dispatcher. In sync
+//! mode nothing is acknowledged before its bytes are synced.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::time::Instant;
 
-use quiver_proto::requests::msg::SendResponse;
-use quiver_proto::{MessageId, SendMessage};
+use quiver_proto::SendMessage;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tracing::error;
 
+use super::assemble::Assembler;
 use super::backend::LogFile;
 use super::config::FlushMode;
-use super::dispatcher::{DispatchMsg, IndexEntry};
-use super::record::{self, Placement};
-use super::{Shared, StoreError};
+use super::dispatcher::DispatchMsg;
+use super::{Appended, Shared, StoreError};
 use crate::clock::now_ms;
 
 /// Most bytes one group commit gathers before writing.
@@ -31,7 +30,7 @@ pub(super) struct Job {
     pub(super) queue_id: u32,
     pub(super) messages: Vec<SendMessage>,
     pub(super) bytes: usize,
-    pub(super) reply: oneshot::Sender<Result<SendResponse, StoreError>>,
+    pub(super) reply: oneshot::Sender<Result<Appended, StoreError>>,
     /// Holds the job's share of the in-flight byte budget until it is answered.
     pub(super) _permit: OwnedSemaphorePermit,
 }
@@ -47,7 +46,7 @@ pub(super) struct Writer {
     pub(super) shared: Arc<Shared>,
     pub(super) rx: Receiver<WriterMsg>,
     pub(super) dispatch: SyncSender<DispatchMsg>,
-    pub(super) next_offsets: HashMap<(u32, u32), u64>,
+    pub(super) assembler: Assembler,
     pub(super) active_base: u64,
     pub(super) active: Arc<dyn LogFile>,
     pub(super) active_len: u64,
@@ -59,8 +58,8 @@ pub(super) struct Writer {
 }
 
 struct Pending {
-    reply: oneshot::Sender<Result<SendResponse, StoreError>>,
-    response: SendResponse,
+    reply: oneshot::Sender<Result<Appended, StoreError>>,
+    response: Appended,
 }
 
 impl Writer {
@@ -152,7 +151,15 @@ impl Writer {
                     break;
                 }
             }
-            let response = self.place(&job, stored_ms, &mut entries);
+            let out_pos = self.active_base + self.active_len;
+            let response = self.assembler.place(
+                (job.topic_id, job.queue_id),
+                &job.messages,
+                stored_ms,
+                (&mut self.buf, out_pos),
+                &mut entries,
+            );
+            self.active_newest_ms = Some(stored_ms);
             n_msgs += job.messages.len() as u64;
             pending.push(Pending {
                 reply: job.reply,
@@ -190,50 +197,6 @@ impl Writer {
         }
         // Blocks when the dispatcher is far behind: back-pressure instead of unbounded memory.
         let _ = self.dispatch.send(DispatchMsg::Batch { end, entries });
-    }
-
-    /// Encodes one job's records into the buffer with their offsets, ids and index entries.
-    fn place(&mut self, job: &Job, stored_ms: u64, entries: &mut Vec<IndexEntry>) -> SendResponse {
-        let key = (job.topic_id, job.queue_id);
-        let first_offset = *self.next_offsets.get(&key).unwrap_or(&0);
-        let last_idx = job.messages.len() - 1;
-        let mut msg_ids = Vec::with_capacity(job.messages.len());
-        for (msg_idx, msg) in job.messages.iter().enumerate() {
-            let msg_id = msg
-                .msg_id
-                .unwrap_or_else(|| MessageId(uuid::Uuid::now_v7().as_u128()));
-            let at = Placement {
-                topic_id: job.topic_id,
-                queue_id: job.queue_id,
-                offset: first_offset + msg_idx as u64,
-                stored_ms,
-                msg_id,
-                batch_end: msg_idx == last_idx,
-            };
-            let pos = self.active_base + self.active_len + self.buf.len() as u64;
-            let start = self.buf.len();
-            record::encode(msg, &at, &mut self.buf);
-            entries.push(IndexEntry {
-                topic_id: at.topic_id,
-                queue_id: at.queue_id,
-                offset: at.offset,
-                pos,
-                size: (self.buf.len() - start) as u32,
-                tag_hash: quiver_proto::message::tag_hash(msg.tag.as_deref()),
-                stored_ms,
-                msg_id,
-                keys: msg.keys.clone(),
-            });
-            msg_ids.push(msg_id);
-        }
-        self.next_offsets
-            .insert(key, first_offset + job.messages.len() as u64);
-        self.active_newest_ms = Some(stored_ms);
-        SendResponse {
-            queue_id: job.queue_id,
-            first_offset,
-            msg_ids,
-        }
     }
 
     /// After a failed write or sync nothing more reaches the log until restart: after a failed

@@ -1,13 +1,14 @@
 //! `broker.*` handlers.
 
 use bytes::Bytes;
+use quiver_net::Failure;
 use quiver_proto::decode_body;
 use quiver_proto::requests::admin::StatsRequest;
 
 use super::reply;
-use crate::remoting::{Broker, Failure};
+use crate::remoting::Broker;
 
 pub(crate) async fn stats(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure> {
     let _: StatsRequest = decode_body(body)?;
-    reply(&broker.store.stats())
+    reply(&broker.core.store().stats())
 }

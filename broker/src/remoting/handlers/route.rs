@@ -1,59 +1,64 @@
-//! `route.*` handlers (the embedded name server).
+//! `route.*` and `cluster.list` on a broker that answers them itself (the standalone): the
+//! route of a topic is this broker's queues of it, read from the store.
 
 use bytes::Bytes;
-use quiver_proto::requests::route::RouteGet;
+use quiver_net::Failure;
+use quiver_proto::requests::route::{
+    BrokerAddr, BrokerInfo, BrokerRole, ClusterList, ClusterListing, QueueRoute, RouteGet,
+    TopicRoute,
+};
 use quiver_proto::{ErrorCode, decode_body};
 
 use super::{reply, topic_name};
-use crate::remoting::{Broker, Failure};
+use crate::remoting::Broker;
 
 pub(crate) async fn get(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure> {
     let request: RouteGet = decode_body(body)?;
     topic_name(&request.topic)?;
-    let route = broker
-        .routes
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .route(&request.topic);
-    match route {
-        Some(route) => reply(&route),
-        None if broker.config.auto_create_topics => {
-            // Auto-create answers with the route the first send will create.
-            let mut table = quiver_namesrv::RouteTable::new();
-            table.upsert_broker(&broker.config.broker_name, &broker.config.advertise);
-            table.set_topic(
-                &broker.config.broker_name,
-                &request.topic,
-                broker.config.default_queues,
-            );
-            reply(&table.route(&request.topic).expect("route just set"))
+    let queues = match broker.core.store().topic(&request.topic) {
+        Ok(meta) => meta.queues,
+        // Auto-create answers with the route the first send will create.
+        Err(_) if broker.core.config().auto_create_topics => broker.core.config().default_queues,
+        Err(_) => {
+            return Err(Failure::new(
+                ErrorCode::TopicNotFound,
+                format!(
+                    "topic {} not found: create it with `quiver topic create {}`",
+                    request.topic, request.topic
+                ),
+            ));
         }
-        None => Err(Failure::new(
-            ErrorCode::TopicNotFound,
-            format!(
-                "topic {} not found: create it with `quiver topic create {}`",
-                request.topic, request.topic
-            ),
-        )),
-    }
+    };
+    let name = &broker.config.broker_name;
+    reply(&TopicRoute {
+        topic: request.topic,
+        brokers: vec![BrokerAddr {
+            broker_name: name.clone(),
+            addr: broker.config.advertise.clone(),
+        }],
+        queues: vec![QueueRoute {
+            broker_name: name.clone(),
+            queues,
+            writable: true,
+        }],
+    })
 }
 
-/// `cluster.list` on a broker that answers routes itself (the standalone): just itself.
+/// `cluster.list`: just this broker.
 pub(crate) async fn cluster_list(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure> {
-    use quiver_proto::requests::route::{BrokerInfo, BrokerRole, ClusterList, ClusterListing};
     let _: ClusterList = decode_body(body)?;
-    let topics = broker.store.topics();
+    let topics = broker.core.topics();
     reply(&ClusterListing {
         brokers: vec![BrokerInfo {
             cluster: broker.config.cluster.clone(),
             broker_name: broker.config.broker_name.clone(),
             addr: broker.config.advertise.clone(),
             role: BrokerRole::Master,
-            data_version: *broker.topics_changed().borrow(),
+            data_version: *broker.core.topics_changed().borrow(),
             heartbeat_age_ms: 0,
             topics: topics.len() as u32,
             queues: topics.iter().map(|(_, meta)| meta.queues).sum(),
-            unhealthy_reason: broker.store.fence_reason().unwrap_or_default(),
+            unhealthy_reason: broker.core.store().fence_reason().unwrap_or_default(),
         }],
     })
 }

@@ -32,7 +32,7 @@ fn sizes(storage: &FaultStorage) -> Vec<(String, u64)> {
         .collect()
 }
 
-async fn send(store: &Store, queue_id: u32, body: &str, batch: u64) -> SendResponse {
+async fn send(store: &Store, queue_id: u32, body: &str, batch: u64) -> Appended {
     store
         .append("t", queue_id, vec![message(body.into(), batch, 1)])
         .await
@@ -93,7 +93,7 @@ async fn a_queue_emptied_by_retention_keeps_its_offsets_across_restarts() {
 
 /// Five sealed segments of one-message batches, then the index removed so that opening
 /// replays (and so checks) the whole log.
-async fn five_sealed_segments(storage: &FaultStorage, dir: &Path) -> Vec<SendResponse> {
+async fn five_sealed_segments(storage: &FaultStorage, dir: &Path) -> Vec<Appended> {
     let (store, _) = Store::open_with(Arc::new(storage.clone()), dir, small_segments()).unwrap();
     store.create_topic("t", 1).unwrap();
     let mut acked = Vec::new();

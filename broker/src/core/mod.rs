@@ -1,0 +1,84 @@
+//! The broker core: the broker's state and every domain operation (auto-create, send, the
+//! one consume API `pull(spec, wait)` with its long-poll and tag filter, queries, topic
+//! admin). Remoting decodes a request, calls the core and encodes the answer; push
+//! consumers, function runners and replication will call the core too, never a handler.
+//!
+//! # Layout
+//! - [`Core`] (here): state and construction.
+//! - `send.rs`: sends, with topic auto-creation.
+//! - `pull.rs`: [`PullSpec`] and `pull`: read-your-writes, long-poll, tag filter.
+//! - `query.rs`: lookups by message id and by key.
+//! - `tags.rs`: [`TagExpr`], the `*` / `A || B` subscription expression.
+//! - `topics.rs`: topic admin and the topic-table version heartbeats carry.
+
+mod pull;
+mod query;
+mod send;
+mod tags;
+mod topics;
+
+use std::sync::Arc;
+
+use quiver_proto::requests::route::DataVersion;
+use tokio::sync::{Semaphore, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::store::Store;
+
+pub use pull::{PullSpec, Pulled};
+pub use tags::{TagExpr, TagExprError};
+pub use topics::TopicChange;
+
+/// What the core needs to know of its broker.
+#[derive(Clone, Debug)]
+pub struct CoreConfig {
+    /// Create unknown topics on first send.
+    pub auto_create_topics: bool,
+    /// Queue count of auto-created topics.
+    pub default_queues: u32,
+    /// Long-polls waiting at once (`broker.long_polls_max`); past it a pull answers at once.
+    pub long_polls_max: usize,
+}
+
+/// The broker's state and operations.
+pub struct Core {
+    store: Arc<Store>,
+    config: CoreConfig,
+    /// Bumped on every topic change, so the registrar heartbeats at once (a watch: every
+    /// name-server loop sees every change).
+    topics_version: watch::Sender<DataVersion>,
+    /// One permit per waiting long-poll.
+    long_polls: Arc<Semaphore>,
+    /// Ends every long-poll at shutdown.
+    shutdown: CancellationToken,
+}
+
+impl Core {
+    /// A core over `store`.
+    pub fn new(store: Arc<Store>, config: CoreConfig, shutdown: CancellationToken) -> Self {
+        Core {
+            store,
+            long_polls: Arc::new(Semaphore::new(config.long_polls_max)),
+            config,
+            topics_version: watch::channel(DataVersion {
+                timestamp_ms: crate::clock::now_ms(),
+                counter: 0,
+            })
+            .0,
+            shutdown,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &CoreConfig {
+        &self.config
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,81 @@
+//! The writer's batch assembler: gives each message of a send its queue offset, id and
+//! broker time, encodes its record at its log position and makes its index entries. Pure:
+//! no I/O, so it is unit-tested on its own; the writer's I/O loop (`writer.rs`) writes what
+//! it assembled, syncs and acknowledges.
+
+use std::collections::HashMap;
+
+use quiver_proto::{MessageId, SendMessage};
+
+use super::Appended;
+use super::dispatcher::IndexEntry;
+use super::record::{self, Placement};
+
+/// Next offset of every queue the writer has seen: `(topic_id, queue_id)` → offset.
+#[derive(Debug, Default)]
+pub(super) struct Assembler {
+    next_offsets: HashMap<(u32, u32), u64>,
+}
+
+impl Assembler {
+    /// Starts from each queue's next offset after recovery.
+    pub(super) fn new(next_offsets: HashMap<(u32, u32), u64>) -> Self {
+        Assembler { next_offsets }
+    }
+
+    /// Appends the records of one send (topic `topic_id`, queue `queue_id`) to `out`, whose
+    /// first byte sits at log position `out_pos`; pushes their index entries to `entries`.
+    /// The last record carries the batch-end flag, so recovery keeps the send whole or not
+    /// at all.
+    pub(super) fn place(
+        &mut self,
+        (topic_id, queue_id): (u32, u32),
+        messages: &[SendMessage],
+        stored_ms: u64,
+        (out, out_pos): (&mut Vec<u8>, u64),
+        entries: &mut Vec<IndexEntry>,
+    ) -> Appended {
+        assert!(!messages.is_empty(), "a send holds at least one message");
+        let key = (topic_id, queue_id);
+        let first_offset = self.next_offsets.get(&key).copied().unwrap_or(0);
+        let last_idx = messages.len() - 1;
+        let mut msg_ids = Vec::with_capacity(messages.len());
+        for (msg_idx, msg) in messages.iter().enumerate() {
+            let msg_id = msg
+                .msg_id
+                .unwrap_or_else(|| MessageId(uuid::Uuid::now_v7().as_u128()));
+            let at = Placement {
+                topic_id,
+                queue_id,
+                offset: first_offset + msg_idx as u64,
+                stored_ms,
+                msg_id,
+                batch_end: msg_idx == last_idx,
+            };
+            let start = out.len();
+            record::encode(msg, &at, out);
+            entries.push(IndexEntry {
+                topic_id,
+                queue_id,
+                offset: at.offset,
+                pos: out_pos + start as u64,
+                size: (out.len() - start) as u32,
+                tag_hash: quiver_proto::message::tag_hash(msg.tag.as_deref()),
+                stored_ms,
+                msg_id,
+                keys: msg.keys.clone(),
+            });
+            msg_ids.push(msg_id);
+        }
+        self.next_offsets
+            .insert(key, first_offset + messages.len() as u64);
+        Appended {
+            queue_id,
+            first_offset,
+            msg_ids,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
