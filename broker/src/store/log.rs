@@ -59,6 +59,54 @@ impl Log {
         Ok(())
     }
 
+    /// Appends whole records at `pos`, which must be the log's end: how a replica copies its
+    /// master's log by position. The bytes must decode as records and end with a send
+    /// batch's last record (so recovery never cuts into them); a segment that would pass
+    /// `segment_bytes` is synced and a new one starts at `pos`. The caller syncs the bytes.
+    pub fn append_at(&self, pos: u64, bytes: &Bytes, segment_bytes: u64) -> Result<(), StoreError> {
+        let mut batch_end = false;
+        scan_bytes(bytes, |_, record, _| batch_end = record.is_batch_end()).map_err(|err| {
+            StoreError::Corrupt {
+                pos,
+                reason: format!("bytes to append at {pos} are not whole records: {err}"),
+            }
+        })?;
+        if !batch_end {
+            return Err(StoreError::Corrupt {
+                pos,
+                reason: format!(
+                    "bytes to append at {pos} do not end with a send batch's last record"
+                ),
+            });
+        }
+        let (base, file) = self.segments().pop().ok_or_else(|| StoreError::Corrupt {
+            pos,
+            reason: "the log has no segment".into(),
+        })?;
+        let end = base + file.len()?;
+        if pos != end {
+            return Err(StoreError::Corrupt {
+                pos,
+                reason: format!("append at {pos}, but the log ends at {end}"),
+            });
+        }
+        let file = if end > base && end - base + bytes.len() as u64 > segment_bytes {
+            file.sync_data()?;
+            self.create_segment(pos)?
+        } else {
+            file
+        };
+        file.write_at(pos - self.base_of(pos), bytes)?;
+        Ok(())
+    }
+
+    fn base_of(&self, pos: u64) -> u64 {
+        self.read_lock()
+            .range(..=pos)
+            .next_back()
+            .map_or(0, |(base, _)| *base)
+    }
+
     /// Reads `len` bytes at `pos` (inside one segment).
     pub fn read(&self, pos: u64, len: usize) -> Result<Bytes, StoreError> {
         let (base, file) = {

@@ -10,6 +10,7 @@ pub mod consume;
 pub mod dispatcher;
 pub mod error;
 pub mod fault;
+pub mod gate;
 pub mod log;
 pub mod meta;
 pub mod page;
@@ -93,6 +94,8 @@ pub(crate) struct Shared {
     // RwLock: read by every pull, written once per dispatcher commit.
     pub(crate) queues: RwLock<HashMap<(u32, u32), QueueRange>>,
     pub(crate) dispatched: watch::Sender<u64>,
+    /// End of the log `fdatasync` made durable (recovery's end at start).
+    pub(crate) synced: watch::Sender<u64>,
     pub(crate) stats: Stats,
     pub(crate) log_start: AtomicU64,
     /// Messages stored before this time may have been removed by retention (0: none removed).
@@ -250,6 +253,7 @@ impl Store {
             .map(|(key, range)| (*key, range.max))
             .collect();
         let (dispatched, _) = watch::channel(rec.dispatched_upto);
+        let (synced, _) = watch::channel(rec.active_base + rec.active_len);
         let shared = Arc::new(Shared {
             config: config.clone(),
             log,
@@ -257,6 +261,7 @@ impl Store {
             meta,
             queues: RwLock::new(rec.queues),
             dispatched,
+            synced,
             stats: Stats::default(),
             log_start: AtomicU64::new(rec.log_start),
             removed_before_ms: AtomicU64::new(rec.removed_before_ms),
@@ -275,6 +280,11 @@ impl Store {
             rx: writer_rx,
             dispatch: dispatch_tx.clone(),
             assembler: assemble::Assembler::new(next_offsets),
+            gate: gate::AckGate::new(gate::AckRule::of(config.flush)),
+            positions: gate::Positions {
+                written: rec.active_base + rec.active_len,
+                synced: rec.active_base + rec.active_len,
+            },
             active_base: rec.active_base,
             active: rec.active,
             active_len: rec.active_len,
@@ -468,6 +478,17 @@ impl Store {
     /// A receiver that changes whenever the index advances (for long-polls).
     pub fn dispatch_watch(&self) -> watch::Receiver<u64> {
         self.shared.dispatched.subscribe()
+    }
+
+    /// The log position the index covers (`dispatched_upto`), as it moves.
+    pub fn dispatched_upto(&self) -> watch::Receiver<u64> {
+        self.shared.dispatched.subscribe()
+    }
+
+    /// The log position `fdatasync` has made durable, as it moves (replication ships up to
+    /// here; async flush lags it by at most `flush_interval`).
+    pub fn synced_upto(&self) -> watch::Receiver<u64> {
+        self.shared.synced.subscribe()
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {

@@ -13,6 +13,7 @@ use super::*;
 
 mod hardening;
 mod migration;
+mod replica;
 
 fn message(body: String, batch: u64, batch_len: usize) -> SendMessage {
     let mut msg = SendMessage::new(

@@ -16,6 +16,7 @@ use super::assemble::Assembler;
 use super::backend::LogFile;
 use super::config::FlushMode;
 use super::dispatcher::DispatchMsg;
+use super::gate::{AckGate, Positions};
 use super::{Appended, Shared, StoreError};
 use crate::clock::now_ms;
 
@@ -47,6 +48,10 @@ pub(super) struct Writer {
     pub(super) rx: Receiver<WriterMsg>,
     pub(super) dispatch: SyncSender<DispatchMsg>,
     pub(super) assembler: Assembler,
+    /// Acknowledgements wait here until their send's end is durable.
+    pub(super) gate: AckGate<Pending>,
+    /// How far the log is written and synced.
+    pub(super) positions: Positions,
     pub(super) active_base: u64,
     pub(super) active: Arc<dyn LogFile>,
     pub(super) active_len: u64,
@@ -57,7 +62,7 @@ pub(super) struct Writer {
     pub(super) active_newest_ms: Option<u64>,
 }
 
-struct Pending {
+pub(super) struct Pending {
     reply: oneshot::Sender<Result<Appended, StoreError>>,
     response: Appended,
 }
@@ -132,7 +137,7 @@ impl Writer {
         }
         let stored_ms = now_ms();
         let mut entries = Vec::new();
-        let mut pending = Vec::with_capacity(jobs.len());
+        let mut pending: Vec<Pending> = Vec::with_capacity(jobs.len());
         let mut n_msgs = 0u64;
         self.buf.clear();
         let mut result = Ok(());
@@ -169,13 +174,22 @@ impl Writer {
         if result.is_ok() {
             result = self.write_buf();
         }
-        if result.is_ok() && self.shared.config.flush == FlushMode::Sync {
-            result = self.sync();
+        let end = self.active_base + self.active_len;
+        if result.is_ok() {
+            self.positions.written = end;
+            for p in pending.drain(..) {
+                self.gate.hold(end, p);
+            }
+            // The gate decides: async flush answers here, sync flush after the sync below.
+            self.answer_durable();
+            if self.shared.config.flush == FlushMode::Sync {
+                result = self.sync();
+            }
         }
         if let Err(err) = result {
             self.fence(&err);
             let reason = err.to_string();
-            for p in pending {
+            for p in self.gate.drain().into_iter().chain(pending) {
                 let _ = p
                     .reply
                     .send(Err(StoreError::OutcomeUnknown(reason.clone())));
@@ -187,16 +201,29 @@ impl Writer {
             }
             return;
         }
+        self.answer_durable();
         let stats = &self.shared.stats;
         stats.msgs_appended.fetch_add(n_msgs, Ordering::Relaxed);
         stats.appends.fetch_add(1, Ordering::Relaxed);
-        let end = self.active_base + self.active_len;
-        stats.log_end.store(end, Ordering::Release);
-        for p in pending {
-            let _ = p.reply.send(Ok(p.response));
-        }
         // Blocks when the dispatcher is far behind: back-pressure instead of unbounded memory.
         let _ = self.dispatch.send(DispatchMsg::Batch { end, entries });
+    }
+
+    /// Answers every acknowledgement the gate releases. The acknowledged end moves first, so
+    /// a read that starts after an answer waits for the index to cover that send.
+    fn answer_durable(&mut self) {
+        let released = self.gate.release(&self.positions);
+        if released.is_empty() {
+            return;
+        }
+        let durable = self.gate.durable_upto(&self.positions);
+        self.shared
+            .stats
+            .log_end
+            .fetch_max(durable, Ordering::Release);
+        for p in released {
+            let _ = p.reply.send(Ok(p.response));
+        }
     }
 
     /// After a failed write or sync nothing more reaches the log until restart: after a failed
@@ -228,6 +255,9 @@ impl Writer {
         self.active.sync_data()?;
         self.shared.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
         self.unsynced_since = None;
+        // Everything written is durable now; a roll syncs before the next segment starts.
+        self.positions.synced = self.active_base + self.active_len;
+        self.shared.synced.send_replace(self.positions.synced);
         Ok(())
     }
 
