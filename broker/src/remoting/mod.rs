@@ -13,7 +13,7 @@ use quiver_net::{Failure, Peer, Service};
 use quiver_proto::{ErrorCode, Frame, RequestCode};
 
 use crate::core::Core;
-use crate::store::StoreError;
+use crate::store::{Refusal, StoreError};
 
 /// Request-path settings.
 #[derive(Clone, Debug)]
@@ -89,7 +89,30 @@ impl Service for Broker {
 /// A store error as a failure: its stable code and message.
 impl From<StoreError> for Failure {
     fn from(err: StoreError) -> Self {
-        Failure::new(err.code(), err.to_string())
+        Failure::new(error_code(&err), err.to_string())
+    }
+}
+
+/// The stable wire code of a store error.
+pub fn error_code(err: &StoreError) -> ErrorCode {
+    match err {
+        StoreError::Invalid { code, .. } => match code {
+            Refusal::InvalidArgument => ErrorCode::InvalidArgument,
+            Refusal::BatchTooLarge => ErrorCode::BatchTooLarge,
+            Refusal::MessageTooLarge => ErrorCode::MessageTooLarge,
+            Refusal::ChecksumMismatch => ErrorCode::ChecksumMismatch,
+            Refusal::TopicNotFound => ErrorCode::TopicNotFound,
+            Refusal::TopicExists => ErrorCode::TopicExists,
+            Refusal::QueueOutOfRange => ErrorCode::QueueOutOfRange,
+            Refusal::OffsetRemoved => ErrorCode::OffsetRemoved,
+            Refusal::OffsetOutOfRange => ErrorCode::OffsetOutOfRange,
+            Refusal::MessageNotFound => ErrorCode::MessageNotFound,
+            Refusal::MessageRemoved => ErrorCode::MessageRemoved,
+        },
+        StoreError::OutcomeUnknown(_) => ErrorCode::StoreOutcomeUnknown,
+        StoreError::Fenced(_) => ErrorCode::StoreFenced,
+        StoreError::Closed => ErrorCode::ShuttingDown,
+        _ => ErrorCode::StoreError,
     }
 }
 

@@ -1,6 +1,4 @@
-//! Store errors, each mapped to a stable wire code.
-
-use quiver_proto::ErrorCode;
+//! Store errors: the store's own types. Remoting maps each to a stable wire code.
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -9,8 +7,8 @@ pub enum StoreError {
     /// A request argument is wrong; the message says how to fix it.
     #[error("{message}")]
     Invalid {
-        /// Stable code.
-        code: ErrorCode,
+        /// What was refused.
+        code: Refusal,
         /// What to fix.
         message: String,
     },
@@ -62,26 +60,48 @@ pub enum StoreError {
     Closed,
 }
 
+/// Why the store refused a request whose arguments are wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// A malformed argument.
+    InvalidArgument,
+    /// The batch has too many messages or bytes.
+    BatchTooLarge,
+    /// A message body is over the limit.
+    MessageTooLarge,
+    /// A body does not match its checksum.
+    ChecksumMismatch,
+    /// No such topic.
+    TopicNotFound,
+    /// The topic exists already.
+    TopicExists,
+    /// No such queue in the topic.
+    QueueOutOfRange,
+    /// The offset was removed by retention.
+    OffsetRemoved,
+    /// The offset is past the queue's end.
+    OffsetOutOfRange,
+    /// No such message.
+    MessageNotFound,
+    /// The message was removed by retention.
+    MessageRemoved,
+}
+
 impl StoreError {
     /// An argument error.
-    pub fn invalid(code: ErrorCode, message: impl Into<String>) -> Self {
+    pub fn invalid(code: Refusal, message: impl Into<String>) -> Self {
         StoreError::Invalid {
             code,
             message: message.into(),
         }
     }
 
-    /// The wire code for this error.
-    pub fn code(&self) -> ErrorCode {
+    /// What was refused, for an argument error.
+    pub fn refusal(&self) -> Option<Refusal> {
         match self {
-            StoreError::Invalid { code, .. } => *code,
-            StoreError::Io(_)
-            | StoreError::Db(_)
-            | StoreError::Corrupt { .. }
-            | StoreError::CorruptLog { .. } => ErrorCode::StoreError,
-            StoreError::OutcomeUnknown(_) => ErrorCode::StoreOutcomeUnknown,
-            StoreError::Fenced(_) => ErrorCode::StoreFenced,
-            StoreError::Closed => ErrorCode::ShuttingDown,
+            StoreError::Invalid { code, .. } => Some(*code),
+            _ => None,
         }
     }
 }

@@ -4,13 +4,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-use quiver_proto::ErrorCode;
 use quiver_proto::requests::topic::QUEUES_MAX;
 use redb::{Database, ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
 
-use super::StoreError;
 use super::tables::{COUNTERS, NEXT_TOPIC_ID, QUEUE_FLOORS, TOPICS};
+use super::{Refusal, StoreError};
 
 /// A topic's stored settings.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,7 +92,7 @@ impl Meta {
         let mut topics = self.write();
         if topics.by_name.contains_key(name) {
             return Err(StoreError::invalid(
-                ErrorCode::TopicExists,
+                Refusal::TopicExists,
                 format!("topic {name} already exists: use `quiver topic update` to change it"),
             ));
         }
@@ -103,7 +102,7 @@ impl Meta {
             let id = counters.get(NEXT_TOPIC_ID)?.map_or(1, |v| v.value());
             counters.insert(NEXT_TOPIC_ID, id + 1)?;
             let id = u32::try_from(id).map_err(|_| {
-                StoreError::invalid(ErrorCode::InvalidArgument, "topic ids exhausted")
+                StoreError::invalid(Refusal::InvalidArgument, "topic ids exhausted")
             })?;
             let meta = TopicMeta {
                 id,
@@ -131,7 +130,7 @@ impl Meta {
             .ok_or_else(|| not_found(name))?;
         if queues < meta.queues {
             return Err(StoreError::invalid(
-                ErrorCode::InvalidArgument,
+                Refusal::InvalidArgument,
                 format!(
                     "topic {name} has {} queues: the count can only grow (queues keep their messages)",
                     meta.queues
@@ -212,7 +211,7 @@ impl Meta {
 /// The "topic not found" error.
 pub fn not_found(name: &str) -> StoreError {
     StoreError::invalid(
-        ErrorCode::TopicNotFound,
+        Refusal::TopicNotFound,
         format!("topic {name} not found: create it with `quiver topic create {name}`"),
     )
 }
@@ -220,7 +219,7 @@ pub fn not_found(name: &str) -> StoreError {
 fn check_queues(queues: u32) -> Result<(), StoreError> {
     if queues == 0 || queues > QUEUES_MAX {
         return Err(StoreError::invalid(
-            ErrorCode::InvalidArgument,
+            Refusal::InvalidArgument,
             format!("queue count {queues} is out of range: use 1 to {QUEUES_MAX}"),
         ));
     }

@@ -33,12 +33,12 @@ use std::time::{Duration, Instant};
 
 use quiver_proto::requests::admin::BrokerStats;
 use quiver_proto::requests::msg::BATCH_LEN_MAX;
-use quiver_proto::{ErrorCode, MessageId, SendMessage};
+use quiver_proto::{MessageId, SendMessage};
 use tokio::sync::{Semaphore, oneshot, watch};
 
 pub use backend::{FsStorage, LogFile, Storage};
 pub use config::{FlushMode, StoreConfig};
-pub use error::StoreError;
+pub use error::{Refusal, StoreError};
 pub use meta::TopicMeta;
 
 use dispatcher::{DispatchMsg, Dispatcher, IndexEntry};
@@ -229,7 +229,7 @@ impl Store {
     ) -> Result<(Store, OpenReport), StoreError> {
         config
             .validate()
-            .map_err(|reason| StoreError::invalid(ErrorCode::InvalidArgument, reason))?;
+            .map_err(|reason| StoreError::invalid(Refusal::InvalidArgument, reason))?;
         std::fs::create_dir_all(db_dir)?;
         let log = log::Log::open(storage)?;
         let meta = meta::Meta::open(
@@ -366,13 +366,13 @@ impl Store {
     fn check_batch(&self, messages: &[SendMessage]) -> Result<usize, StoreError> {
         if messages.is_empty() {
             return Err(StoreError::invalid(
-                ErrorCode::InvalidArgument,
+                Refusal::InvalidArgument,
                 "the send has no messages",
             ));
         }
         if messages.len() > BATCH_LEN_MAX {
             return Err(StoreError::invalid(
-                ErrorCode::BatchTooLarge,
+                Refusal::BatchTooLarge,
                 format!(
                     "the batch has {} messages: the maximum is {BATCH_LEN_MAX}",
                     messages.len()
@@ -384,15 +384,15 @@ impl Store {
         for (msg_idx, msg) in messages.iter().enumerate() {
             msg.validate(body_max).map_err(|reason| {
                 let code = if msg.body.len() > body_max {
-                    ErrorCode::MessageTooLarge
+                    Refusal::MessageTooLarge
                 } else {
-                    ErrorCode::InvalidArgument
+                    Refusal::InvalidArgument
                 };
                 StoreError::invalid(code, format!("message {msg_idx}: {reason}"))
             })?;
             if !msg.checksum_ok() {
                 return Err(StoreError::invalid(
-                    ErrorCode::ChecksumMismatch,
+                    Refusal::ChecksumMismatch,
                     format!(
                         "message {msg_idx}: body CRC-32C does not match body_crc (corrupted in transit?)"
                     ),
@@ -403,7 +403,7 @@ impl Store {
         let batch_max = self.shared.config.batch_bytes_max.as_u64() as usize;
         if bytes > batch_max {
             return Err(StoreError::invalid(
-                ErrorCode::BatchTooLarge,
+                Refusal::BatchTooLarge,
                 format!("the batch is {bytes} bytes: the maximum is {batch_max}; split it"),
             ));
         }
@@ -578,7 +578,7 @@ fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<
 pub fn check_queue(topic: &str, meta: &TopicMeta, queue_id: u32) -> Result<(), StoreError> {
     if queue_id >= meta.queues {
         return Err(StoreError::invalid(
-            ErrorCode::QueueOutOfRange,
+            Refusal::QueueOutOfRange,
             format!(
                 "queue {queue_id} does not exist: topic {topic} has queues 0 to {}",
                 meta.queues - 1

@@ -1,13 +1,13 @@
 //! Reads: pulls by queue offset and lookups by id and key, through the index to the log.
 
 use quiver_proto::requests::msg::{QUERY_BYTES_MAX, QUERY_MSGS_MAX};
-use quiver_proto::{ErrorCode, MessageId, StoredMessage};
+use quiver_proto::{MessageId, StoredMessage};
 use redb::{ReadableDatabase, ReadableMultimapTable, ReadableTable};
 
 use super::consume::{self, ScanLimits, TagFilter};
 use super::page::Slot;
 use super::tables::{CONSUME_PAGES, IDS, KEYS};
-use super::{Shared, Store, StoreError, TopicMeta};
+use super::{Refusal, Shared, Store, StoreError, TopicMeta};
 
 /// What a pull asks for.
 #[derive(Clone, Copy, Debug)]
@@ -93,7 +93,7 @@ impl Store {
         let range = shared.queue_range(meta.id, spec.queue_id);
         if spec.offset < range.min {
             return Err(StoreError::invalid(
-                ErrorCode::OffsetRemoved,
+                Refusal::OffsetRemoved,
                 format!(
                     "offset {} of queue {} was removed by retention: the queue now starts at {}",
                     spec.offset, spec.queue_id, range.min
@@ -102,7 +102,7 @@ impl Store {
         }
         if spec.offset > range.max {
             return Err(StoreError::invalid(
-                ErrorCode::OffsetOutOfRange,
+                Refusal::OffsetOutOfRange,
                 format!(
                     "offset {} is past the end of queue {} (next offset {}): pull from {} or lower",
                     spec.offset, spec.queue_id, range.max, range.max
@@ -135,7 +135,7 @@ impl Store {
         // snapshot (or the log read below): that is "removed", never a silent skip.
         let removed = || {
             StoreError::invalid(
-                ErrorCode::OffsetRemoved,
+                Refusal::OffsetRemoved,
                 format!(
                     "offset {} of queue {} was removed by retention while it was read: pull from the queue's new start",
                     spec.offset, spec.queue_id
@@ -210,14 +210,14 @@ impl Store {
                 .load(std::sync::atomic::Ordering::Relaxed);
             if removed_before > 0 && msg_id.v7_timestamp_ms() < removed_before {
                 return Err(StoreError::invalid(
-                    ErrorCode::MessageRemoved,
+                    Refusal::MessageRemoved,
                     format!(
                         "message {msg_id} was removed by retention (messages stored before {removed_before} ms are gone)"
                     ),
                 ));
             }
             return Err(StoreError::invalid(
-                ErrorCode::MessageNotFound,
+                Refusal::MessageNotFound,
                 format!("no message with id {msg_id} in topic {topic}"),
             ));
         }
@@ -264,7 +264,7 @@ impl Store {
                 String::new()
             };
             return Err(StoreError::invalid(
-                ErrorCode::MessageNotFound,
+                Refusal::MessageNotFound,
                 format!("no message with key {key:?} in topic {topic}{note}"),
             ));
         }

@@ -15,6 +15,17 @@ mod hardening;
 mod migration;
 mod replica;
 
+/// The wire code remoting gives a store error.
+trait Code {
+    fn code(&self) -> ErrorCode;
+}
+
+impl Code for StoreError {
+    fn code(&self) -> ErrorCode {
+        crate::remoting::error_code(self)
+    }
+}
+
 fn message(body: String, batch: u64, batch_len: usize) -> SendMessage {
     let mut msg = SendMessage::new(
         Some(MessageId(u128::from(batch) << 16 | body.len() as u128)),
