@@ -1,6 +1,8 @@
 //! Registration with the name servers: announce at start (a name conflict stops the
 //! broker), heartbeat every interval and at once when topics change, leave on shutdown.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,10 +35,43 @@ pub struct Identity {
     pub addr: String,
 }
 
+/// A name server the registrar talks to: over QUIC ([`RpcClient`]), or in the same process
+/// (the standalone's own name server).
+pub trait NamesrvLink: Send + Sync + 'static {
+    /// The name server's address, for logs.
+    fn addr(&self) -> &str;
+    /// Sends one request; the answer's body, or why there is none.
+    fn call(
+        &self,
+        code: RequestCode,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Pin<Box<dyn Future<Output = Result<Bytes, NetError>> + Send + '_>>;
+}
+
+impl NamesrvLink for RpcClient {
+    fn addr(&self) -> &str {
+        RpcClient::addr(self)
+    }
+
+    fn call(
+        &self,
+        code: RequestCode,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Pin<Box<dyn Future<Output = Result<Bytes, NetError>> + Send + '_>> {
+        Box::pin(RpcClient::call(self, code, body, timeout))
+    }
+}
+
 /// Registers one broker with every name server.
 pub struct Registrar {
     identity: Identity,
-    namesrvs: Vec<Arc<RpcClient>>,
+    namesrvs: Vec<Arc<dyn NamesrvLink>>,
+    /// The topic-table version each name server last acknowledged, by index; `acked` holds
+    /// the smallest. Mutex: written once per heartbeat.
+    acked_by: std::sync::Mutex<Vec<u64>>,
+    acked: watch::Sender<u64>,
     store: Arc<Store>,
     interval: Duration,
     topics_changed: watch::Receiver<DataVersion>,
@@ -58,25 +93,66 @@ impl Registrar {
             .iter()
             .map(|addr| {
                 RpcClient::new(endpoint.clone(), addr)
-                    .map(Arc::new)
+                    .map(|client| Arc::new(client) as Arc<dyn NamesrvLink>)
                     .map_err(|err| format!("name server {addr}: {err}"))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Registrar {
+        Ok(Self::with_links(
             identity,
             namesrvs,
             store,
             interval,
             topics_changed,
-        })
+        ))
+    }
+
+    /// A registrar over the given name-server links.
+    pub fn with_links(
+        identity: Identity,
+        namesrvs: Vec<Arc<dyn NamesrvLink>>,
+        store: Arc<Store>,
+        interval: Duration,
+        topics_changed: watch::Receiver<DataVersion>,
+    ) -> Self {
+        Registrar {
+            identity,
+            acked_by: std::sync::Mutex::new(vec![0; namesrvs.len()]),
+            acked: watch::channel(0).0,
+            namesrvs,
+            store,
+            interval,
+            topics_changed,
+        }
+    }
+
+    /// The smallest topic-table version (`DataVersion::counter`) every name server has
+    /// acknowledged, as it moves.
+    pub fn acked(&self) -> watch::Receiver<u64> {
+        self.acked.subscribe()
+    }
+
+    fn record_ack(&self, namesrv_idx: usize, counter: u64) {
+        let mut acked_by = self.acked_by.lock().unwrap_or_else(|p| p.into_inner());
+        acked_by[namesrv_idx] = acked_by[namesrv_idx].max(counter);
+        let least = acked_by.iter().copied().min().unwrap_or(counter);
+        self.acked.send_if_modified(|acked| {
+            let moved = *acked != least;
+            *acked = least;
+            moved
+        });
     }
 
     /// The first registration. A name conflict is fatal; an unreachable name server is not
     /// (it learns about this broker from a later heartbeat).
     pub async fn register(&self) -> Result<(), String> {
-        for (namesrv, result) in self.announce(RequestCode::BrokerRegister).await {
+        let counter = self.topics_changed.borrow().counter;
+        let results = self.announce(RequestCode::BrokerRegister).await;
+        for (namesrv_idx, (namesrv, result)) in results.into_iter().enumerate() {
             match result {
-                Ok(()) => info!(namesrv, broker = %self.identity.broker_name, "registered"),
+                Ok(()) => {
+                    self.record_ack(namesrv_idx, counter);
+                    info!(namesrv, broker = %self.identity.broker_name, "registered")
+                }
                 Err(NetError::Server {
                     code: ErrorCode::BrokerConflict | ErrorCode::PermissionDenied,
                     message,
@@ -98,8 +174,11 @@ impl Registrar {
     pub async fn run(self, shutdown: CancellationToken) {
         let this = Arc::new(self);
         let mut loops = tokio::task::JoinSet::new();
-        for client in this.namesrvs.clone() {
-            loops.spawn(this.clone().heartbeat_loop(client, shutdown.clone()));
+        for (namesrv_idx, client) in this.namesrvs.clone().into_iter().enumerate() {
+            loops.spawn(
+                this.clone()
+                    .heartbeat_loop(namesrv_idx, client, shutdown.clone()),
+            );
         }
         while loops.join_next().await.is_some() {}
         let leave = Bytes::from(encode_body(&BrokerUnregister {
@@ -122,7 +201,12 @@ impl Registrar {
         }
     }
 
-    async fn heartbeat_loop(self: Arc<Self>, client: Arc<RpcClient>, shutdown: CancellationToken) {
+    async fn heartbeat_loop(
+        self: Arc<Self>,
+        namesrv_idx: usize,
+        client: Arc<dyn NamesrvLink>,
+        shutdown: CancellationToken,
+    ) {
         let mut topics = self.topics_changed.clone();
         loop {
             tokio::select! {
@@ -130,14 +214,17 @@ impl Registrar {
                 changed = topics.changed() => if changed.is_err() { return },
                 () = shutdown.cancelled() => return,
             }
-            let body = Bytes::from(encode_body(&self.registration()));
+            let registration = self.registration();
+            let counter = registration.data_version.counter;
+            let body = Bytes::from(encode_body(&registration));
             let call = client.call(RequestCode::BrokerHeartbeat, body, CALL_TIMEOUT);
             let result = tokio::select! {
                 result = call => result,
                 () = shutdown.cancelled() => return,
             };
-            if let Err(err) = result {
-                warn!(namesrv = client.addr(), cause = %err, "heartbeat failed");
+            match result {
+                Ok(_) => self.record_ack(namesrv_idx, counter),
+                Err(err) => warn!(namesrv = client.addr(), cause = %err, "heartbeat failed"),
             }
         }
     }
@@ -171,7 +258,7 @@ impl Registrar {
 
 /// Calls every name server at once; answers in name-server order.
 async fn call_all(
-    namesrvs: &[Arc<RpcClient>],
+    namesrvs: &[Arc<dyn NamesrvLink>],
     code: RequestCode,
     body: Bytes,
     timeout: Duration,

@@ -51,6 +51,9 @@ pub struct Core {
     long_polls: Arc<Semaphore>,
     /// Ends every long-poll at shutdown.
     shutdown: CancellationToken,
+    /// The topic-table version the name servers acknowledged, when a topic change waits for
+    /// it (the standalone: its own name server answers routes).
+    registered: Option<watch::Receiver<u64>>,
 }
 
 impl Core {
@@ -66,7 +69,14 @@ impl Core {
             })
             .0,
             shutdown,
+            registered: None,
         }
+    }
+
+    /// Makes topic changes return only once the name servers acknowledged them (at most
+    /// `REGISTRATION_WAIT`), so a route asked right after a change has it.
+    pub fn wait_for_registration(&mut self, acked: watch::Receiver<u64>) {
+        self.registered = Some(acked);
     }
 
     /// The store.

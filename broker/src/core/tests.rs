@@ -158,3 +158,27 @@ fn tag_expressions_parse_or_say_what_is_wrong() {
     let too_long = "x".repeat(200);
     assert!(TagExpr::parse(&too_long).is_err());
 }
+
+#[tokio::test]
+async fn a_topic_change_waits_until_the_name_server_acknowledged_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut core = core(dir.path(), false);
+    let (acked, acked_rx) = tokio::sync::watch::channel(0u64);
+    core.wait_for_registration(acked_rx);
+    let core = Arc::new(core);
+    let mut version = core.topics_changed();
+    let create = {
+        let core = core.clone();
+        tokio::spawn(async move { core.create_topic("t", 1).await })
+    };
+    version.wait_for(|v| v.counter == 1).await.unwrap();
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        !create.is_finished(),
+        "the change waits for the acknowledgement"
+    );
+    acked.send_replace(1);
+    assert_eq!(create.await.unwrap().unwrap().queues, 1);
+}

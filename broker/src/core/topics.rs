@@ -2,6 +2,10 @@
 
 use quiver_proto::requests::route::DataVersion;
 use tokio::sync::watch;
+use tracing::warn;
+
+/// How long a topic change waits for the name servers to acknowledge it.
+const REGISTRATION_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 use super::Core;
 use crate::store::{QueueRange, StoreError, TopicMeta};
@@ -21,7 +25,7 @@ impl Core {
         let store = self.store.clone();
         let name = topic.to_owned();
         let meta = blocking(move || store.create_topic(&name, queues)).await?;
-        self.bump_topics();
+        self.bump_topics().await;
         Ok(meta)
     }
 
@@ -30,7 +34,7 @@ impl Core {
         let store = self.store.clone();
         let name = topic.to_owned();
         let meta = blocking(move || store.update_topic(&name, queues)).await?;
-        self.bump_topics();
+        self.bump_topics().await;
         Ok(meta)
     }
 
@@ -39,7 +43,7 @@ impl Core {
         let store = self.store.clone();
         let name = topic.to_owned();
         let meta = blocking(move || store.delete_topic(&name)).await?;
-        self.bump_topics();
+        self.bump_topics().await;
         Ok(meta)
     }
 
@@ -69,11 +73,28 @@ impl Core {
         self.topics_version.subscribe()
     }
 
-    fn bump_topics(&self) {
+    /// Moves the topic-table version (the registrar heartbeats at once), then, when the
+    /// core waits for registration, until the name servers acknowledged it.
+    async fn bump_topics(&self) {
+        let mut counter = 0;
         self.topics_version.send_modify(|version| {
             version.counter += 1;
             version.timestamp_ms = crate::clock::now_ms();
+            counter = version.counter;
         });
+        if let Some(registered) = &self.registered {
+            let mut registered = registered.clone();
+            let acked = registered.wait_for(|acked| *acked >= counter);
+            if tokio::time::timeout(REGISTRATION_WAIT, acked)
+                .await
+                .is_err()
+            {
+                warn!(
+                    counter,
+                    "the name server has not acknowledged the topic change yet; routes may lag"
+                );
+            }
+        }
     }
 }
 

@@ -40,6 +40,16 @@ impl Broker {
         Broker { core, config }
     }
 
+    /// The core behind the handlers.
+    pub fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+
+    /// The request-path settings.
+    pub fn config(&self) -> &RemotingConfig {
+        &self.config
+    }
+
     async fn dispatch(&self, code: RequestCode, body: Bytes) -> Result<Bytes, Failure> {
         let body = &body;
         match code {

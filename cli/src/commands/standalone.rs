@@ -1,5 +1,7 @@
 //! `quiver standalone`: broker + name server on one endpoint, TLS made on first start.
 
+mod front;
+
 use std::net::SocketAddr;
 
 use anyhow::anyhow;
@@ -7,6 +9,9 @@ use quiver_broker::args::{LogFormat, ServerArgs};
 use quiver_broker::config::{BrokerConfig, NAMESRV_PORT};
 use quiver_net::tls::{CertPlan, DEFAULT_SANS, ServerTls, init_dir};
 use tokio_util::sync::CancellationToken;
+
+/// Shortest expiry of the embedded name server (a name server's default).
+const NAMESRV_EXPIRY_MIN: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Node name of the standalone's certificate pair.
 const STANDALONE_NODE: &str = "standalone";
@@ -102,7 +107,15 @@ pub fn run(args: StandaloneArgs) -> anyhow::Result<()> {
         .block_on(async {
             let shutdown = CancellationToken::new();
             quiver_net::process::watch_signals(shutdown.clone());
-            quiver_broker::server::run("standalone", config, tls, shutdown).await
+            let front = front::Standalone::new(
+                // Three heartbeats may be missed before the broker drops out of its own routes.
+                (config.broker.heartbeat_interval * 3).max(NAMESRV_EXPIRY_MIN),
+                quiver_net::server::AccessPolicy {
+                    allow_anonymous: config.broker.allow_anonymous,
+                },
+                &config.broker.name,
+            );
+            quiver_broker::server::run_with("standalone", config, tls, shutdown, front).await
         })
         .map_err(|err| anyhow!(err))
 }

@@ -1,5 +1,7 @@
-//! `route.*` and `cluster.list` on a broker that answers them itself (the standalone): the
-//! route of a topic is this broker's queues of it, read from the store.
+//! `route.get` and `cluster.list` asked of a broker directly (a client given a broker's
+//! address instead of name servers): this broker's own queues of the topic, from its store,
+//! and just itself. Cluster-wide routes are the name servers' (the standalone routes these
+//! codes to its embedded name server).
 
 use bytes::Bytes;
 use quiver_net::Failure;
