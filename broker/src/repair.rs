@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use crate::config::BrokerConfig;
-use crate::store::repair;
+use crate::store::log::repair;
 
 /// Flags of the repair command.
 #[derive(Clone, Debug, clap::Args)]

@@ -8,7 +8,7 @@ use quiver_proto::requests::msg::{PULL_BYTES_MAX, PULL_MSGS_MAX, PULL_WAIT_MS_MA
 use super::Core;
 use super::tags::TagExpr;
 use super::topics::blocking;
-use crate::store::reader::{self, QueueRead, TagMatch};
+use crate::store::log::reader::{self, QueueRead, TagMatch};
 use crate::store::{QueueRange, StoreError, TopicMeta, check_queue};
 
 /// What a pull reads.

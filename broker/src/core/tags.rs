@@ -2,7 +2,7 @@
 
 use quiver_proto::message::TAG_BYTES_MAX;
 
-use crate::store::reader::TagMatch;
+use crate::store::log::reader::TagMatch;
 
 /// Most tags in one expression.
 pub const EXPR_TAGS_MAX: usize = 64;

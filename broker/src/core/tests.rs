@@ -10,8 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::store::StoreConfig;
-use crate::store::fault::FaultStorage;
-use crate::store::reader::FILTER_SLOTS_MAX;
+use crate::store::log::fault::FaultStorage;
+use crate::store::log::reader::FILTER_SLOTS_MAX;
 
 fn core(dir: &std::path::Path, auto_create_topics: bool) -> Core {
     let (store, _) =

@@ -2,26 +2,23 @@
 //!
 //! `docs/store.md` describes the file layouts, tables, commit and recovery order and the
 //! invariants. This module is the only one that names redb.
+//!
+//! # Layout
+//! - [`log`]: the data plane: segments and records, the writer (assembler, durable-position
+//!   gate, I/O loop), reads, recovery, retention, repair, storage backends.
+//! - [`index`]: `index.redb`, rebuildable from the log: consume pages, id and key rows, the
+//!   dispatcher.
+//! - [`catalog`]: `meta.redb`, what the log does not carry: topics and queue floors (consumer
+//!   offsets, groups and deployments next).
+//! - [`tables`]: every redb table and its key/value types, in one place.
+//! - [`Store`] (here): the API the broker core calls, and the state the threads share.
 
-mod assemble;
-pub mod backend;
+pub mod catalog;
 pub mod config;
-pub mod consume;
-pub mod dispatcher;
 pub mod error;
-pub mod fault;
-pub mod gate;
+pub mod index;
 pub mod log;
-pub mod meta;
-pub mod page;
-pub mod record;
 pub mod tables;
-
-pub mod reader;
-mod recovery;
-pub mod repair;
-mod retention;
-mod writer;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -36,13 +33,14 @@ use quiver_proto::requests::msg::BATCH_LEN_MAX;
 use quiver_proto::{MessageId, SendMessage};
 use tokio::sync::{Semaphore, oneshot, watch};
 
-pub use backend::{FsStorage, LogFile, Storage};
+pub use catalog::TopicMeta;
 pub use config::{FlushMode, StoreConfig};
 pub use error::{Refusal, StoreError};
-pub use meta::TopicMeta;
+pub use log::backend::{FsStorage, LogFile, Storage};
 
-use dispatcher::{DispatchMsg, Dispatcher, IndexEntry};
-use writer::{Job, Writer, WriterMsg};
+use index::dispatcher::{DispatchMsg, Dispatcher, IndexEntry};
+use log::writer::{Job, Writer, WriterMsg};
+use log::{gate, recovery, retention};
 
 /// Bytes of sends queued for the writer at once; senders wait beyond this.
 const INFLIGHT_BYTES_MAX: usize = 256 << 20;
@@ -90,7 +88,7 @@ pub(crate) struct Shared {
     pub(crate) config: StoreConfig,
     pub(crate) log: log::Log,
     pub(crate) index: redb::Database,
-    pub(crate) meta: meta::Meta,
+    pub(crate) catalog: catalog::Catalog,
     // RwLock: read by every pull, written once per dispatcher commit.
     pub(crate) queues: RwLock<HashMap<(u32, u32), QueueRange>>,
     pub(crate) dispatched: watch::Sender<u64>,
@@ -156,7 +154,10 @@ impl Shared {
             let mut live = (u32::MAX, false);
             for entry in entries {
                 if live.0 != entry.topic_id {
-                    live = (entry.topic_id, self.meta.name_of(entry.topic_id).is_some());
+                    live = (
+                        entry.topic_id,
+                        self.catalog.name_of(entry.topic_id).is_some(),
+                    );
                 }
                 if !live.1 {
                     continue;
@@ -232,14 +233,14 @@ impl Store {
             .map_err(|reason| StoreError::invalid(Refusal::InvalidArgument, reason))?;
         std::fs::create_dir_all(db_dir)?;
         let log = log::Log::open(storage)?;
-        let meta = meta::Meta::open(
+        let catalog = catalog::Catalog::open(
             &db_dir.join("meta.redb"),
             config.meta_cache_bytes.as_u64() as usize,
         )?;
         let rec = recovery::recover(
             &log,
             db_dir,
-            &meta,
+            &catalog,
             index,
             config.index_cache_bytes.as_u64() as usize,
         )?;
@@ -258,7 +259,7 @@ impl Store {
             config: config.clone(),
             log,
             index: rec.index,
-            meta,
+            catalog,
             queues: RwLock::new(rec.queues),
             dispatched,
             synced,
@@ -279,7 +280,7 @@ impl Store {
             shared: shared.clone(),
             rx: writer_rx,
             dispatch: dispatch_tx.clone(),
-            assembler: assemble::Assembler::new(next_offsets),
+            assembler: log::assemble::Assembler::new(next_offsets),
             gate: gate::AckGate::new(gate::AckRule::of(config.flush)),
             positions: gate::Positions {
                 written: rec.active_base + rec.active_len,
@@ -398,7 +399,7 @@ impl Store {
                     ),
                 ));
             }
-            bytes += record::encoded_len(msg);
+            bytes += log::record::encoded_len(msg);
         }
         let batch_max = self.shared.config.batch_bytes_max.as_u64() as usize;
         if bytes > batch_max {
@@ -413,33 +414,33 @@ impl Store {
     /// A topic's settings, or "topic not found".
     pub fn topic(&self, name: &str) -> Result<TopicMeta, StoreError> {
         self.shared
-            .meta
+            .catalog
             .get(name)
-            .ok_or_else(|| meta::not_found(name))
+            .ok_or_else(|| catalog::not_found(name))
     }
 
     /// Every topic.
     pub fn topics(&self) -> Vec<(String, TopicMeta)> {
-        self.shared.meta.list()
+        self.shared.catalog.list()
     }
 
     /// Creates a topic (blocking: one durable redb commit).
     pub fn create_topic(&self, name: &str, queues: u32) -> Result<TopicMeta, StoreError> {
         self.shared
-            .meta
+            .catalog
             .create(name, queues, crate::clock::now_ms())
     }
 
     /// Raises a topic's queue count (blocking).
     pub fn update_topic(&self, name: &str, queues: u32) -> Result<TopicMeta, StoreError> {
-        self.shared.meta.update(name, queues)
+        self.shared.catalog.update(name, queues)
     }
 
     /// Deletes a topic and its index rows (blocking). Its records leave the log with
     /// retention.
     pub fn delete_topic(&self, name: &str) -> Result<TopicMeta, StoreError> {
-        let topic = self.shared.meta.delete(name)?;
-        reader::drop_topic_rows(&self.shared, topic.id)?;
+        let topic = self.shared.catalog.delete(name)?;
+        log::reader::drop_topic_rows(&self.shared, topic.id)?;
         let mut queues = self
             .shared
             .queues

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use quiver_proto::{ErrorCode, MessageId, SendMessage};
 
-use super::fault::FaultStorage;
-use super::reader::PullSpec;
+use super::log::fault::FaultStorage;
+use super::log::reader::PullSpec;
 use super::*;
 
 mod hardening;

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use redb::ReadableDatabase;
 
-use super::super::fault::FailingIndex;
-use super::super::repair;
+use super::super::log::fault::FailingIndex;
+use super::super::log::{record, repair};
 use super::super::tables::{CONSUME_PAGES, IDS, KEYS};
 use super::*;
 use redb::ReadableTable;

@@ -2,7 +2,7 @@ use bytes::Bytes;
 use quiver_proto::{MessageId, SendMessage};
 
 use super::*;
-use crate::store::dispatcher::IndexEntry;
+use crate::store::index::dispatcher::IndexEntry;
 use crate::store::log::scan_bytes;
 
 fn msg(body: &str, tag: Option<&str>, id: Option<u128>) -> SendMessage {

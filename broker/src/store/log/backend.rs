@@ -1,7 +1,7 @@
 //! The storage trait under the commit log, and its file-system implementation.
 //!
 //! Every byte of the log goes through [`Storage`] and [`LogFile`], so tests can swap in
-//! [`super::fault::FaultStorage`], which keeps the synced and the unsynced image apart and
+//! [`crate::store::log::fault::FaultStorage`], which keeps the synced and the unsynced image apart and
 //! crashes at a chosen write or sync.
 
 use std::fs::{self, File, OpenOptions};

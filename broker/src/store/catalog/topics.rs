@@ -8,8 +8,8 @@ use quiver_proto::requests::topic::QUEUES_MAX;
 use redb::{Database, ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
 
-use super::tables::{COUNTERS, NEXT_TOPIC_ID, QUEUE_FLOORS, TOPICS};
-use super::{Refusal, StoreError};
+use crate::store::tables::{COUNTERS, NEXT_TOPIC_ID, QUEUE_FLOORS, TOPICS};
+use crate::store::{Refusal, StoreError};
 
 /// A topic's stored settings.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,13 +30,13 @@ struct Topics {
 }
 
 /// Topics: redb is the truth, the map is a cache updated after each commit.
-pub struct Meta {
+pub struct Catalog {
     db: Database,
     // RwLock: read on every request, written only by admin requests.
     topics: RwLock<Topics>,
 }
 
-impl Meta {
+impl Catalog {
     /// Opens (or creates) `meta.redb` and loads the topics.
     pub fn open(path: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
         let db = Database::builder()
@@ -61,7 +61,7 @@ impl Meta {
             }
         }
         txn.commit()?;
-        Ok(Meta {
+        Ok(Catalog {
             db,
             topics: RwLock::new(topics),
         })

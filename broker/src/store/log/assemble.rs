@@ -7,19 +7,19 @@ use std::collections::HashMap;
 
 use quiver_proto::{MessageId, SendMessage};
 
-use super::Appended;
-use super::dispatcher::IndexEntry;
-use super::record::{self, Placement};
+use crate::store::Appended;
+use crate::store::index::dispatcher::IndexEntry;
+use crate::store::log::record::{self, Placement};
 
 /// Next offset of every queue the writer has seen: `(topic_id, queue_id)` → offset.
 #[derive(Debug, Default)]
-pub(super) struct Assembler {
+pub(in crate::store) struct Assembler {
     next_offsets: HashMap<(u32, u32), u64>,
 }
 
 impl Assembler {
     /// Starts from each queue's next offset after recovery.
-    pub(super) fn new(next_offsets: HashMap<(u32, u32), u64>) -> Self {
+    pub(in crate::store) fn new(next_offsets: HashMap<(u32, u32), u64>) -> Self {
         Assembler { next_offsets }
     }
 
@@ -27,7 +27,7 @@ impl Assembler {
     /// first byte sits at log position `out_pos`; pushes their index entries to `entries`.
     /// The last record carries the batch-end flag, so recovery keeps the send whole or not
     /// at all.
-    pub(super) fn place(
+    pub(in crate::store) fn place(
         &mut self,
         (topic_id, queue_id): (u32, u32),
         messages: &[SendMessage],

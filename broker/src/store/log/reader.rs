@@ -4,10 +4,10 @@ use quiver_proto::requests::msg::{QUERY_BYTES_MAX, QUERY_MSGS_MAX};
 use quiver_proto::{MessageId, StoredMessage};
 use redb::{ReadableDatabase, ReadableMultimapTable, ReadableTable};
 
-use super::consume::{self, ScanLimits, TagFilter};
-use super::page::Slot;
-use super::tables::{CONSUME_PAGES, IDS, KEYS};
-use super::{Refusal, Shared, Store, StoreError, TopicMeta};
+use crate::store::index::consume::{self, ScanLimits, TagFilter};
+use crate::store::index::page::Slot;
+use crate::store::tables::{CONSUME_PAGES, IDS, KEYS};
+use crate::store::{Refusal, Shared, Store, StoreError, TopicMeta};
 
 /// What a pull asks for.
 #[derive(Clone, Copy, Debug)]
@@ -376,7 +376,8 @@ fn to_message(
         pos: entry.pos,
         reason,
     };
-    let (record, len) = super::record::decode(bytes).map_err(|err| corrupt(err.to_string()))?;
+    let (record, len) =
+        crate::store::log::record::decode(bytes).map_err(|err| corrupt(err.to_string()))?;
     if len != entry.size as usize || record.offset != offset || record.stored_ms != entry.stored_ms
     {
         return Err(corrupt("record does not match its index entry".into()));
@@ -401,7 +402,7 @@ fn to_message(
 }
 
 /// Removes a deleted topic's consume pages, id rows and key rows, in chunks.
-pub(super) fn drop_topic_rows(shared: &Shared, topic_id: u32) -> Result<(), StoreError> {
+pub(in crate::store) fn drop_topic_rows(shared: &Shared, topic_id: u32) -> Result<(), StoreError> {
     // The topic is gone from `meta` already, so an index commit that begins from here on adds
     // no row of it; one that began before holds the write lock until it commits, so the
     // first transaction below sees its rows. Chunks keep each transaction short.

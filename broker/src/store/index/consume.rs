@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use redb::{ReadableTable, Table};
 
-use super::StoreError;
-use super::page::{self, PAGE_SLOTS, PageBuf, PageView, Slot};
+use crate::store::StoreError;
+use crate::store::index::page::{self, PAGE_SLOTS, PageBuf, PageView, Slot};
 
 /// `(topic_id, queue_id)`.
 pub type QueueKey = (u32, u32);

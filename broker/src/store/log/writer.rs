@@ -12,13 +12,13 @@ use quiver_proto::SendMessage;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tracing::error;
 
-use super::assemble::Assembler;
-use super::backend::LogFile;
-use super::config::FlushMode;
-use super::dispatcher::DispatchMsg;
-use super::gate::{AckGate, Positions};
-use super::{Appended, Shared, StoreError};
 use crate::clock::now_ms;
+use crate::store::config::FlushMode;
+use crate::store::index::dispatcher::DispatchMsg;
+use crate::store::log::assemble::Assembler;
+use crate::store::log::backend::LogFile;
+use crate::store::log::gate::{AckGate, Positions};
+use crate::store::{Appended, Shared, StoreError};
 
 /// Most bytes one group commit gathers before writing.
 const GROUP_BYTES_MAX: usize = 8 << 20;
@@ -26,49 +26,49 @@ const GROUP_BYTES_MAX: usize = 8 << 20;
 const GROUP_JOBS_MAX: usize = 4096;
 
 /// One send request waiting for the writer.
-pub(super) struct Job {
-    pub(super) topic_id: u32,
-    pub(super) queue_id: u32,
-    pub(super) messages: Vec<SendMessage>,
-    pub(super) bytes: usize,
-    pub(super) reply: oneshot::Sender<Result<Appended, StoreError>>,
+pub(in crate::store) struct Job {
+    pub(in crate::store) topic_id: u32,
+    pub(in crate::store) queue_id: u32,
+    pub(in crate::store) messages: Vec<SendMessage>,
+    pub(in crate::store) bytes: usize,
+    pub(in crate::store) reply: oneshot::Sender<Result<Appended, StoreError>>,
     /// Holds the job's share of the in-flight byte budget until it is answered.
-    pub(super) _permit: OwnedSemaphorePermit,
+    pub(in crate::store) _permit: OwnedSemaphorePermit,
 }
 
 /// What the writer thread receives.
-pub(super) enum WriterMsg {
+pub(in crate::store) enum WriterMsg {
     Append(Job),
     /// Sync what is written, then stop.
     Shutdown(oneshot::Sender<()>),
 }
 
-pub(super) struct Writer {
-    pub(super) shared: Arc<Shared>,
-    pub(super) rx: Receiver<WriterMsg>,
-    pub(super) dispatch: SyncSender<DispatchMsg>,
-    pub(super) assembler: Assembler,
+pub(in crate::store) struct Writer {
+    pub(in crate::store) shared: Arc<Shared>,
+    pub(in crate::store) rx: Receiver<WriterMsg>,
+    pub(in crate::store) dispatch: SyncSender<DispatchMsg>,
+    pub(in crate::store) assembler: Assembler,
     /// Acknowledgements wait here until their send's end is durable.
-    pub(super) gate: AckGate<Pending>,
+    pub(in crate::store) gate: AckGate<Pending>,
     /// How far the log is written and synced.
-    pub(super) positions: Positions,
-    pub(super) active_base: u64,
-    pub(super) active: Arc<dyn LogFile>,
-    pub(super) active_len: u64,
-    pub(super) unsynced_since: Option<Instant>,
-    pub(super) buf: Vec<u8>,
+    pub(in crate::store) positions: Positions,
+    pub(in crate::store) active_base: u64,
+    pub(in crate::store) active: Arc<dyn LogFile>,
+    pub(in crate::store) active_len: u64,
+    pub(in crate::store) unsynced_since: Option<Instant>,
+    pub(in crate::store) buf: Vec<u8>,
     /// Broker time of the newest record this writer put in the active segment (`None`
     /// before the first one, e.g. right after a restart: retention then reads the segment).
-    pub(super) active_newest_ms: Option<u64>,
+    pub(in crate::store) active_newest_ms: Option<u64>,
 }
 
-pub(super) struct Pending {
+pub(in crate::store) struct Pending {
     reply: oneshot::Sender<Result<Appended, StoreError>>,
     response: Appended,
 }
 
 impl Writer {
-    pub(super) fn run(mut self) {
+    pub(in crate::store) fn run(mut self) {
         loop {
             let msg = match self.unsynced_since {
                 Some(since) => {

@@ -6,9 +6,9 @@ use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 
-use super::StoreError;
-use super::backend::{LogFile, Storage};
-use super::record::{self, Record, RecordError};
+use crate::store::StoreError;
+use crate::store::log::backend::{LogFile, Storage};
+use crate::store::log::record::{self, Record, RecordError};
 
 /// Bytes read at a time while scanning.
 const SCAN_CHUNK_BYTES: usize = 8 << 20;

@@ -15,40 +15,40 @@ use std::sync::Arc;
 use redb::{Database, ReadableDatabase};
 use tracing::{info, warn};
 
-use super::backend::LogFile;
-use super::consume;
-use super::dispatcher::{IndexEntry, insert_entries};
-use super::log::{Log, scan};
-use super::meta::Meta;
-use super::tables::{
+use crate::store::catalog::Catalog;
+use crate::store::index::consume;
+use crate::store::index::dispatcher::{IndexEntry, insert_entries};
+use crate::store::log::backend::LogFile;
+use crate::store::log::{Log, scan};
+use crate::store::tables::{
     CONSUME_PAGES, DISPATCHED_UPTO, IDS, INDEX_FORMAT, INDEX_FORMAT_VERSION, KEYS, STATE,
 };
-use super::{QueueRange, StoreError};
+use crate::store::{QueueRange, StoreError};
 
 /// The index database's file name in the data directory.
-pub(super) const INDEX_FILE: &str = "index.redb";
+pub(in crate::store) const INDEX_FILE: &str = "index.redb";
 
 /// Rows replayed per index commit during recovery.
 const REPLAY_COMMIT_ROWS: usize = 100_000;
 
 /// What recovery hands to the running store.
-pub(super) struct Recovered {
-    pub(super) index: Database,
-    pub(super) active_base: u64,
-    pub(super) active: Arc<dyn LogFile>,
-    pub(super) active_len: u64,
-    pub(super) log_start: u64,
-    pub(super) dispatched_upto: u64,
-    pub(super) queues: HashMap<(u32, u32), QueueRange>,
-    pub(super) removed_before_ms: u64,
-    pub(super) replayed: u64,
-    pub(super) truncated_bytes: u64,
+pub(in crate::store) struct Recovered {
+    pub(in crate::store) index: Database,
+    pub(in crate::store) active_base: u64,
+    pub(in crate::store) active: Arc<dyn LogFile>,
+    pub(in crate::store) active_len: u64,
+    pub(in crate::store) log_start: u64,
+    pub(in crate::store) dispatched_upto: u64,
+    pub(in crate::store) queues: HashMap<(u32, u32), QueueRange>,
+    pub(in crate::store) removed_before_ms: u64,
+    pub(in crate::store) replayed: u64,
+    pub(in crate::store) truncated_bytes: u64,
 }
 
-pub(super) fn recover(
+pub(in crate::store) fn recover(
     log: &Log,
     data_dir: &Path,
-    meta: &Meta,
+    catalog: &Catalog,
     backend: Option<Box<dyn redb::StorageBackend>>,
     cache_bytes: usize,
 ) -> Result<Recovered, StoreError> {
@@ -123,7 +123,7 @@ pub(super) fn recover(
                 ),
             };
             return Err(StoreError::CorruptLog {
-                file: super::log::segment_name(base),
+                file: crate::store::log::segment_name(base),
                 file_pos: pos - base,
                 pos,
                 reason,
@@ -145,7 +145,7 @@ pub(super) fn recover(
     let segments = log.segments();
     let (active_base, active) = segments.last().cloned().expect("segment kept");
     let active_len = active.len()?;
-    let queues = load_queues(&index, meta)?;
+    let queues = load_queues(&index, catalog)?;
     let removed_before_ms = if log_start > 0 {
         first_stored_ms(segments[0].1.as_ref())?.unwrap_or(0)
     } else {
@@ -248,7 +248,7 @@ impl<'a> Replay<'a> {
     fn push(
         &mut self,
         pos: u64,
-        record: super::record::Record,
+        record: crate::store::log::record::Record,
         len: usize,
     ) -> Result<(), StoreError> {
         self.batch_start.get_or_insert(pos);
@@ -291,13 +291,13 @@ impl<'a> Replay<'a> {
 /// `meta.redb`: a queue that retention emptied restarts at its old end, not at 0.
 fn load_queues(
     index: &Database,
-    meta: &Meta,
+    catalog: &Catalog,
 ) -> Result<HashMap<(u32, u32), QueueRange>, StoreError> {
-    let floors = meta.floors()?;
+    let floors = catalog.floors()?;
     let txn = index.begin_read()?;
     let pages = txn.open_table(CONSUME_PAGES)?;
     let mut queues = HashMap::new();
-    for (_, topic) in meta.list() {
+    for (_, topic) in catalog.list() {
         for queue_id in 0..topic.queues {
             let floor = floors.get(&(topic.id, queue_id)).copied().unwrap_or(0);
             let range = match consume::bounds(&pages, (topic.id, queue_id))? {
@@ -318,12 +318,12 @@ fn load_queues(
 }
 
 fn first_stored_ms(file: &dyn LogFile) -> Result<Option<u64>, StoreError> {
-    let mut header = vec![0u8; super::record::HEADER_BYTES];
+    let mut header = vec![0u8; crate::store::log::record::HEADER_BYTES];
     if file.len()? < header.len() as u64 {
         return Ok(None);
     }
     file.read_at(0, &mut header)?;
-    Ok(super::record::peek_stored_ms(&header))
+    Ok(crate::store::log::record::peek_stored_ms(&header))
 }
 
 /// A boxed backend as a backend (redb takes one by value).

@@ -21,13 +21,15 @@ use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase};
 
-use super::StoreError;
-use super::backend::{FsStorage, LogFile, Storage};
-use super::consume;
-use super::log::{Log, scan, segment_name};
-use super::meta::Meta;
-use super::recovery::INDEX_FILE;
-use super::tables::{CONSUME_PAGES, INDEX_FORMAT, INDEX_FORMAT_VERSION, LEGACY_CONSUME, STATE};
+use crate::store::StoreError;
+use crate::store::catalog::Catalog;
+use crate::store::index::consume;
+use crate::store::log::backend::{FsStorage, LogFile, Storage};
+use crate::store::log::recovery::INDEX_FILE;
+use crate::store::log::{Log, scan, segment_name};
+use crate::store::tables::{
+    CONSUME_PAGES, INDEX_FORMAT, INDEX_FORMAT_VERSION, LEGACY_CONSUME, STATE,
+};
 
 /// Bytes copied to quarantine at a time.
 const COPY_CHUNK_BYTES: usize = 8 << 20;
@@ -160,7 +162,7 @@ pub fn apply_with(
         written.push(path);
     }
     File::open(&quarantine)?.sync_all()?;
-    let meta = Meta::open(&data_dir.join("meta.redb"), REPAIR_CACHE_BYTES)?;
+    let meta = Catalog::open(&data_dir.join("meta.redb"), REPAIR_CACHE_BYTES)?;
     meta.raise_floors(&plan.floors)?;
     drop(meta);
     for cut in &plan.cuts {

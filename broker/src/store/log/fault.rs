@@ -9,7 +9,7 @@ use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
-use super::backend::{LogFile, Storage};
+use crate::store::log::backend::{LogFile, Storage};
 
 #[derive(Default)]
 struct FileImage {

@@ -19,17 +19,17 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use redb::Durability;
 use tracing::{error, info};
 
-use super::LogFile;
-use super::consume;
-use super::log::scan;
-use super::record::Record;
-use super::tables::{CONSUME_PAGES, IDS, KEYS};
-use super::{Shared, StoreError};
+use crate::store::LogFile;
+use crate::store::index::consume;
+use crate::store::log::record::Record;
+use crate::store::log::scan;
+use crate::store::tables::{CONSUME_PAGES, IDS, KEYS};
+use crate::store::{Shared, StoreError};
 
 /// Records whose index rows are deleted in one transaction.
 const DELETE_CHUNK_RECORDS: usize = 4096;
 
-pub(super) fn run(shared: Arc<Shared>, stop: Receiver<()>) {
+pub(in crate::store) fn run(shared: Arc<Shared>, stop: Receiver<()>) {
     loop {
         match stop.recv_timeout(shared.config.retention_check) {
             Err(RecvTimeoutError::Timeout) => {
@@ -47,7 +47,7 @@ pub(super) fn run(shared: Arc<Shared>, stop: Receiver<()>) {
 }
 
 /// Removes every segment retention allows; returns the bytes removed.
-pub(super) fn enforce(shared: &Shared, now_ms: u64) -> Result<u64, StoreError> {
+pub(in crate::store) fn enforce(shared: &Shared, now_ms: u64) -> Result<u64, StoreError> {
     let limit_bytes = shared.config.retention_bytes.as_u64();
     let age_ms = shared.config.retention_age.as_millis() as u64;
     let mut removed = 0;
@@ -135,7 +135,7 @@ fn scan_whole(
             pos: base + end.valid_len,
             reason: format!(
                 "retention cannot read segment {}: {error}; stop the broker and run `quiver-broker repair`",
-                super::log::segment_name(base)
+                crate::store::log::segment_name(base)
             ),
         }),
     }
@@ -190,7 +190,7 @@ fn drop_chunk(shared: &Shared, records: &[Rows]) -> Result<(), StoreError> {
             .or_default();
         *floor = (*floor).max(record.offset + 1);
     }
-    shared.meta.raise_floors(&floors)?;
+    shared.catalog.raise_floors(&floors)?;
     {
         let mut queues = shared.queues.write().unwrap_or_else(|p| p.into_inner());
         for (key, floor) in &floors {

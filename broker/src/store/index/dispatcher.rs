@@ -13,12 +13,12 @@ use redb::{Durability, WriteTransaction};
 use tokio::sync::oneshot;
 use tracing::error;
 
-use super::consume::{Put, put_entries};
-use super::meta::Meta;
-use super::page::Slot;
-use super::record::Record;
-use super::tables::{CONSUME_PAGES, DISPATCHED_UPTO, IDS, KEYS, STATE};
-use super::{Shared, StoreError};
+use crate::store::catalog::Catalog;
+use crate::store::index::consume::{Put, put_entries};
+use crate::store::index::page::Slot;
+use crate::store::log::record::Record;
+use crate::store::tables::{CONSUME_PAGES, DISPATCHED_UPTO, IDS, KEYS, STATE};
+use crate::store::{Shared, StoreError};
 
 /// Most batches folded into one index commit.
 const BATCHES_PER_COMMIT_MAX: usize = 256;
@@ -59,14 +59,14 @@ pub enum DispatchMsg {
     Flush(oneshot::Sender<()>),
 }
 
-pub(super) struct Dispatcher {
-    pub(super) shared: Arc<Shared>,
-    pub(super) rx: Receiver<DispatchMsg>,
-    pub(super) last_durable: Instant,
+pub(in crate::store) struct Dispatcher {
+    pub(in crate::store) shared: Arc<Shared>,
+    pub(in crate::store) rx: Receiver<DispatchMsg>,
+    pub(in crate::store) last_durable: Instant,
 }
 
 impl Dispatcher {
-    pub(super) fn run(mut self) {
+    pub(in crate::store) fn run(mut self) {
         while let Ok(first) = self.rx.recv() {
             let mut batches = Vec::new();
             let mut flushes = Vec::new();
@@ -110,7 +110,7 @@ impl Dispatcher {
         // Checked inside the write transaction: a topic deleted before it began has had its
         // rows dropped (or they are dropped after this commit, by the delete's own
         // transaction), so no row of a deleted topic outlives the delete.
-        let live = LiveTopics::new(&self.shared.meta);
+        let live = LiveTopics::new(&self.shared.catalog);
         for (batch_end, entries) in batches {
             insert_entries(&txn, entries.iter().filter(|e| live.contains(e.topic_id)))?;
             end = Some(*batch_end);
@@ -130,14 +130,14 @@ impl Dispatcher {
 
 /// Which topic ids exist, asked once per run of entries of one topic.
 struct LiveTopics<'a> {
-    meta: &'a Meta,
+    catalog: &'a Catalog,
     last: Cell<Option<(u32, bool)>>,
 }
 
 impl<'a> LiveTopics<'a> {
-    fn new(meta: &'a Meta) -> Self {
+    fn new(catalog: &'a Catalog) -> Self {
         LiveTopics {
-            meta,
+            catalog,
             last: Cell::new(None),
         }
     }
@@ -146,7 +146,7 @@ impl<'a> LiveTopics<'a> {
         match self.last.get() {
             Some((id, live)) if id == topic_id => live,
             _ => {
-                let live = self.meta.name_of(topic_id).is_some();
+                let live = self.catalog.name_of(topic_id).is_some();
                 self.last.set(Some((topic_id, live)));
                 live
             }

@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 
-use super::config::FlushMode;
+use crate::store::config::FlushMode;
 
 /// How far the log has got.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
