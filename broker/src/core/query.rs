@@ -35,4 +35,19 @@ impl Core {
         let (topic, key) = (topic.to_owned(), key.to_owned());
         blocking(move || store.query_key(&topic, &meta, &key, begin_ms, end_ms, max_msgs)).await
     }
+
+    /// The first offset of `topic`'s queue stored at or after `time_ms`, or the queue's end
+    /// (read-your-writes).
+    pub async fn offset_at_time(
+        &self,
+        topic: &str,
+        queue_id: u32,
+        time_ms: u64,
+    ) -> Result<u64, StoreError> {
+        let meta = self.store.topic(topic)?;
+        crate::store::check_queue(topic, &meta, queue_id)?;
+        self.store.catch_up().await?;
+        let store = self.store.clone();
+        blocking(move || store.offset_at_time(&meta, queue_id, time_ms)).await
+    }
 }

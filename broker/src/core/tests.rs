@@ -182,3 +182,27 @@ async fn a_topic_change_waits_until_the_name_server_acknowledged_it() {
     acked.send_replace(1);
     assert_eq!(create.await.unwrap().unwrap().queues, 1);
 }
+
+#[tokio::test]
+async fn the_offset_at_a_time_is_the_first_message_stored_then() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = core(dir.path(), false);
+    core.create_topic("t", 1).await.unwrap();
+    core.send("t", 0, tagged("a", 100)).await.unwrap();
+    let pulled = core.pull(&spec(0, "*"), Duration::ZERO).await.unwrap();
+    let (first, last) = (&pulled.messages[0], &pulled.messages[99]);
+    assert_eq!(core.offset_at_time("t", 0, 0).await.unwrap(), 0);
+    assert_eq!(
+        core.offset_at_time("t", 0, first.stored_ms).await.unwrap(),
+        0
+    );
+    assert_eq!(
+        core.offset_at_time("t", 0, last.stored_ms + 1)
+            .await
+            .unwrap(),
+        100,
+        "all older: the queue's end"
+    );
+    let err = core.offset_at_time("t", 3, 0).await.unwrap_err();
+    assert_eq!(err.refusal(), Some(crate::store::Refusal::QueueOutOfRange));
+}

@@ -277,6 +277,52 @@ pub fn bounds(table: &impl PageRead, queue: QueueKey) -> Result<Option<(u64, u64
     Ok(min.zip(max))
 }
 
+/// The first offset of `queue` stored at or after `time_ms` (broker time), or `None` when
+/// every entry is older. Binary search over the pages' first entries (broker time only
+/// grows along a queue), then a scan of one page: O(log pages) page reads.
+pub fn offset_at_time(
+    table: &impl PageRead,
+    queue: QueueKey,
+    time_ms: u64,
+) -> Result<Option<u64>, StoreError> {
+    let Some([(first_no, _), (last_no, _)]) = table.edge_pages(queue)? else {
+        return Ok(None);
+    };
+    // The first page at or after `page_no` that holds an entry, with its first entry's time.
+    let first_entry_from = |page_no: u64| -> Result<Option<(u64, u64)>, StoreError> {
+        let mut found = None;
+        table.scan_pages(queue, page_no, last_no, &mut |no, view| {
+            found = view
+                .entries_from(0)
+                .next()
+                .map(|(_, slot)| (no, slot.stored_ms));
+            Ok(found.is_none())
+        })?;
+        Ok(found)
+    };
+    // Invariant: every page below `low` starts before `time_ms`; the answer is in a page at
+    // or after `low - 1`.
+    let (mut low, mut high) = (first_no, last_no + 1);
+    while low < high {
+        let mid = low + (high - low) / 2;
+        match first_entry_from(mid)? {
+            Some((no, stored_ms)) if stored_ms < time_ms => low = no + 1,
+            _ => high = mid,
+        }
+    }
+    // The page before `low` may hold the first match in its tail; scan from there.
+    let from = page::first_offset(low.saturating_sub(1).max(first_no));
+    let mut found = None;
+    table.scan_pages(queue, page::page_no(from), last_no, &mut |no, view| {
+        found = view
+            .entries_from(0)
+            .find(|(_, slot)| slot.stored_ms >= time_ms)
+            .map(|(idx, _)| page::first_offset(no) + idx as u64);
+        Ok(found.is_none())
+    })?;
+    Ok(found)
+}
+
 /// The entry of one offset.
 pub fn entry(
     table: &impl PageRead,

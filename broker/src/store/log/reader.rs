@@ -182,6 +182,23 @@ impl Store {
         })
     }
 
+    /// The first offset of a queue stored at or after `time_ms` (broker time), or the
+    /// queue's end when every message is older: where a consumer that starts "from a time"
+    /// begins.
+    pub fn offset_at_time(
+        &self,
+        meta: &TopicMeta,
+        queue_id: u32,
+        time_ms: u64,
+    ) -> Result<u64, StoreError> {
+        let shared = self.shared();
+        let range = shared.queue_range(meta.id, queue_id);
+        let txn = shared.index.begin_read()?;
+        let pages = txn.open_table(CONSUME_PAGES)?;
+        let found = consume::offset_at_time(&pages, (meta.id, queue_id), time_ms)?;
+        Ok(found.map_or(range.max, |offset| offset.clamp(range.min, range.max)))
+    }
+
     /// Every stored copy of `msg_id` in `topic`.
     pub fn query_id(
         &self,

@@ -243,3 +243,75 @@ fn a_filtered_scan_stops_at_its_budget_and_moves_past_what_it_looked_at() {
         "eight rounds of two skipped pages, then the last page"
     );
 }
+
+#[test]
+fn the_offset_at_a_time_is_found_by_binary_search_over_pages() {
+    let mut pages = MemPages::default();
+    // 1,000 entries, ten per broker millisecond from 5,000 ms, then a gap to 9,000 ms.
+    let puts = (0..1000u64).map(|offset| Put {
+        queue: (1, 0),
+        offset,
+        slot: Slot {
+            pos: offset * 100,
+            size: 100,
+            tag_hash: 0,
+            stored_ms: if offset < 900 {
+                5_000 + offset / 10
+            } else {
+                9_000
+            },
+        },
+    });
+    put_entries(&mut pages, puts).unwrap();
+    let at = |pages: &MemPages, ms| offset_at_time(pages, (1, 0), ms).unwrap();
+    assert_eq!(at(&pages, 0), Some(0));
+    assert_eq!(at(&pages, 5_000), Some(0));
+    assert_eq!(at(&pages, 5_001), Some(10));
+    assert_eq!(at(&pages, 5_050), Some(500));
+    assert_eq!(at(&pages, 5_089), Some(890));
+    assert_eq!(
+        at(&pages, 5_090),
+        Some(900),
+        "inside the gap: the next entry"
+    );
+    assert_eq!(at(&pages, 9_000), Some(900));
+    assert_eq!(at(&pages, 9_001), None, "every entry is older");
+    // Retention cut the start: the answer is never below the floor.
+    cut_below(&mut pages, (1, 0), 130).unwrap();
+    assert_eq!(at(&pages, 0), Some(130));
+    assert_eq!(at(&pages, 5_020), Some(200));
+    assert_eq!(
+        offset_at_time(&pages, (1, 7), 0).unwrap(),
+        None,
+        "an empty queue"
+    );
+}
+
+proptest! {
+    #[test]
+    fn the_offset_at_a_time_matches_a_linear_search(
+        steps in proptest::collection::vec(0..3u64, 1..700),
+        cut in 0..700u64,
+        probe in 0..1500u64,
+    ) {
+        let mut pages = MemPages::default();
+        let mut time = 0;
+        let mut model = Vec::new();
+        for (offset, step) in steps.iter().enumerate() {
+            time += step;
+            model.push((offset as u64, time));
+        }
+        put_entries(&mut pages, model.iter().map(|(offset, ms)| Put {
+            queue: (1, 0),
+            offset: *offset,
+            slot: Slot { pos: 1, size: 100, tag_hash: 0, stored_ms: *ms },
+        })).unwrap();
+        let cut = cut.min(model.len() as u64);
+        cut_below(&mut pages, (1, 0), cut).unwrap();
+        let want = model
+            .iter()
+            .find(|(offset, ms)| *offset >= cut && *ms >= probe)
+            .map(|(offset, _)| *offset);
+        prop_assert_eq!(offset_at_time(&pages, (1, 0), probe).unwrap(), want);
+    }
+}
