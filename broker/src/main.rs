@@ -8,10 +8,6 @@ use quiver_broker::config::BrokerConfig;
 use quiver_net::tls::ServerTls;
 use tokio_util::sync::CancellationToken;
 
-// mimalloc: small per-message buffers are allocated and freed on every thread.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// A Quiver broker.
 #[derive(Parser, Debug)]
 #[command(
@@ -36,6 +32,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    quiver_net::process::limit_malloc_arenas();
     let cli = Cli::parse();
     if let Some(Command::Repair(args)) = &cli.command {
         return match quiver_broker::repair::run(args, BrokerConfig::default()) {

@@ -11,10 +11,6 @@ use clap::{Parser, Subcommand};
 
 use crate::connect::GlobalArgs;
 
-// mimalloc: the broker allocates and frees small buffers per message on every thread.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Quiver: a RocketMQ-style event broker over QUIC.
 #[derive(Parser, Debug)]
 #[command(name = "quiver", version, about, propagate_version = true)]
@@ -51,6 +47,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    quiver_net::process::limit_malloc_arenas();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Standalone(args) => commands::standalone::run(args),

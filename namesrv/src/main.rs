@@ -11,10 +11,6 @@ use quiver_net::limits::ServerLimits;
 use quiver_net::tls::ServerTls;
 use tokio_util::sync::CancellationToken;
 
-// mimalloc: small per-message buffers are allocated and freed on every thread.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// A Quiver name server: brokers register with it; clients ask it for routes.
 #[derive(Parser, Debug)]
 #[command(name = "quiver-namesrv", version, about)]
@@ -49,6 +45,7 @@ enum LogFormat {
 }
 
 fn main() -> ExitCode {
+    quiver_net::process::limit_malloc_arenas();
     let cli = Cli::parse();
     let Some(tls_dir) = cli.tls_dir.clone() else {
         return fail(

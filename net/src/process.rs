@@ -74,3 +74,25 @@ pub fn init_logging(json: bool) {
         builder.init();
     }
 }
+
+/// Malloc arenas a server process uses. glibc makes up to 8 per core and each keeps the
+/// memory freed in it: with the pull path's large buffers freed on whichever thread ran
+/// them, broker RSS stayed near 190 MiB after reading 2 GiB with the default and near
+/// 110 MiB with 2, at no cost in throughput (A/B of W3 and W6, 2026-12-02).
+pub const MALLOC_ARENAS: i32 = 2;
+
+/// Caps glibc's malloc arenas at [`MALLOC_ARENAS`], unless `MALLOC_ARENA_MAX` is set in the
+/// environment (glibc reads it itself, and an operator's choice wins). Call first thing in
+/// `main`, before any thread starts.
+#[allow(unsafe_code)]
+pub fn limit_malloc_arenas() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+        return;
+    }
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `mallopt` sets a tunable of glibc's allocator; it takes plain integers, and
+    // glibc serialises it with the allocator's own locks. Called once at start.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS);
+    }
+}

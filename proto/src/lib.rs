@@ -46,6 +46,13 @@ pub fn encode_body<T: serde::Serialize>(value: &T) -> Vec<u8> {
     postcard::to_stdvec(value).expect("postcard serialisation into a Vec is infallible")
 }
 
+/// [`encode_body`] into a buffer of `capacity` bytes up front: a large body (a pull answer)
+/// is then written once, instead of being copied through every doubling of a growing `Vec`.
+pub fn encode_body_sized<T: serde::Serialize>(value: &T, capacity: usize) -> Vec<u8> {
+    postcard::to_extend(value, Vec::with_capacity(capacity))
+        .expect("postcard serialisation into a Vec is infallible")
+}
+
 /// Decodes a body with postcard; trailing bytes are an error, so a frame carries exactly one
 /// value.
 pub fn decode_body<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> Result<T, WireError> {

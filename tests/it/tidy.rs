@@ -49,6 +49,51 @@ fn only_net_names_quinn_and_only_the_store_names_redb() {
     }
 }
 
+#[test]
+fn unsafe_code_lives_only_in_reviewed_places() {
+    let root = workspace_root();
+    // Each with a SAFETY comment; the workspace denies `unsafe_code` everywhere else.
+    let reviewed = ["net/src/process.rs"];
+    for crate_dir in [
+        "proto/src",
+        "net/src",
+        "broker/src",
+        "namesrv/src",
+        "client/src",
+        "cli/src",
+    ] {
+        for file in rust_files(&root.join(crate_dir)) {
+            let rel = file
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .to_string();
+            let text = std::fs::read_to_string(&file).unwrap();
+            let has_unsafe = text.lines().any(|line| {
+                let code = line.split("//").next().unwrap_or("");
+                code.contains("unsafe ") || code.contains("unsafe{")
+            });
+            if reviewed.contains(&rel.as_str()) {
+                assert!(
+                    text.contains("// SAFETY:"),
+                    "{rel} has unsafe code without a SAFETY comment"
+                );
+            } else {
+                assert!(!has_unsafe, "{rel} has unsafe code: only {reviewed:?} may");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_broker_does_not_depend_on_the_name_server() {
+    let manifest = std::fs::read_to_string(workspace_root().join("broker/Cargo.toml")).unwrap();
+    assert!(
+        !manifest.contains("quiver-namesrv"),
+        "broker/Cargo.toml names quiver-namesrv: the standalone composes the two in cli"
+    );
+}
+
 fn rust_files(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {

@@ -8,7 +8,11 @@ use quiver_proto::requests::msg::{
     PullRequest, PullResponse, QueryIdRequest, QueryKeyRequest, QueryResponse, QueueOffsets,
     QueueOffsetsRequest, QueueOffsetsResponse, SendResponse, decode_send_request,
 };
-use quiver_proto::{ErrorCode, decode_body};
+use quiver_proto::{ErrorCode, decode_body, encode_body_sized};
+
+/// Room reserved per message of a pull answer beyond its body: topic, id, offsets, times,
+/// a short tag and a few keys (a bigger message only costs one more growth of the buffer).
+const PULL_MESSAGE_OVERHEAD_BYTES: usize = 128;
 
 use super::{reply, topic_name};
 use crate::core::{PullSpec, TagExpr, TopicChange};
@@ -41,12 +45,19 @@ pub(crate) async fn pull(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure
     };
     let wait = Duration::from_millis(u64::from(request.wait_ms));
     let pulled = broker.core.pull(&spec, wait).await?;
-    reply(&PullResponse {
+    // Bodies plus what postcard adds around each message (names, keys, properties, numbers).
+    let capacity = pulled
+        .messages
+        .iter()
+        .map(|msg| msg.body.len() + PULL_MESSAGE_OVERHEAD_BYTES)
+        .sum::<usize>();
+    let response = PullResponse {
         messages: pulled.messages,
         next_offset: pulled.next_offset,
         min_offset: pulled.min_offset,
         max_offset: pulled.max_offset,
-    })
+    };
+    Ok(Bytes::from(encode_body_sized(&response, capacity + 64)))
 }
 
 pub(crate) async fn query_id(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure> {
