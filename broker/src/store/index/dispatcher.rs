@@ -101,11 +101,11 @@ impl Dispatcher {
         durable: bool,
     ) -> Result<(), StoreError> {
         let mut txn = self.shared.index.begin_write()?;
-        txn.set_durability(if durable {
-            Durability::Immediate
+        if durable {
+            crate::store::index::make_durable(&mut txn)?;
         } else {
-            Durability::None
-        })?;
+            txn.set_durability(Durability::None)?;
+        }
         let mut end = None;
         // Checked inside the write transaction: a topic deleted before it began has had its
         // rows dropped (or they are dropped after this commit, by the delete's own

@@ -11,23 +11,28 @@ use crate::store::Appended;
 use crate::store::index::dispatcher::IndexEntry;
 use crate::store::log::record::{self, Placement};
 
-/// Next offset of every queue the writer has seen: `(topic_id, queue_id)` → offset.
+/// Next offset of every queue the writer has seen, and the ids it hands out.
 #[derive(Debug, Default)]
-pub(in crate::store) struct Assembler {
+pub struct Assembler {
+    /// `(topic_id, queue_id)` → next offset.
     next_offsets: HashMap<(u32, u32), u64>,
+    ids: IdGen,
 }
 
 impl Assembler {
     /// Starts from each queue's next offset after recovery.
-    pub(in crate::store) fn new(next_offsets: HashMap<(u32, u32), u64>) -> Self {
-        Assembler { next_offsets }
+    pub fn new(next_offsets: HashMap<(u32, u32), u64>) -> Self {
+        Assembler {
+            next_offsets,
+            ids: IdGen::default(),
+        }
     }
 
     /// Appends the records of one send (topic `topic_id`, queue `queue_id`) to `out`, whose
     /// first byte sits at log position `out_pos`; pushes their index entries to `entries`.
     /// The last record carries the batch-end flag, so recovery keeps the send whole or not
     /// at all.
-    pub(in crate::store) fn place(
+    pub fn place(
         &mut self,
         (topic_id, queue_id): (u32, u32),
         messages: &[SendMessage],
@@ -41,9 +46,7 @@ impl Assembler {
         let last_idx = messages.len() - 1;
         let mut msg_ids = Vec::with_capacity(messages.len());
         for (msg_idx, msg) in messages.iter().enumerate() {
-            let msg_id = msg
-                .msg_id
-                .unwrap_or_else(|| MessageId(uuid::Uuid::now_v7().as_u128()));
+            let msg_id = msg.msg_id.unwrap_or_else(|| self.ids.next(stored_ms));
             let at = Placement {
                 topic_id,
                 queue_id,
@@ -74,6 +77,39 @@ impl Assembler {
             first_offset,
             msg_ids,
         }
+    }
+}
+
+/// The ids the writer assigns: UUIDv7 (RFC 9562) with the broker time in the top 48 bits
+/// and, in the 74 random bits, a 32-bit nonce drawn once per writer and a 42-bit sequence.
+/// Unique across brokers and restarts (the nonce) and within a writer (the sequence),
+/// time-ordered, and free of the system call a fresh random draw per id costs (it was half
+/// of the assembler's time per message).
+#[derive(Debug)]
+struct IdGen {
+    nonce: u32,
+    seq: u64,
+}
+
+impl Default for IdGen {
+    fn default() -> Self {
+        IdGen {
+            nonce: uuid::Uuid::now_v7().as_u128() as u32,
+            seq: 0,
+        }
+    }
+}
+
+impl IdGen {
+    const SEQ_BITS: u32 = 42;
+
+    fn next(&mut self, now_ms: u64) -> MessageId {
+        let seq = self.seq;
+        self.seq = (self.seq + 1) & ((1 << Self::SEQ_BITS) - 1);
+        let random = (u128::from(self.nonce) << Self::SEQ_BITS) | u128::from(seq);
+        let (rand_a, rand_b) = ((random >> 62) & 0xfff, random & ((1 << 62) - 1));
+        let ms = u128::from(now_ms) & 0xffff_ffff_ffff;
+        MessageId((ms << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b)
     }
 }
 

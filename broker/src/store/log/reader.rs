@@ -418,13 +418,14 @@ fn to_message(
     })
 }
 
-/// Removes a deleted topic's consume pages, id rows and key rows, in chunks.
+/// Removes a deleted topic's consume pages, id rows (in chunks) and key rows.
 pub(in crate::store) fn drop_topic_rows(shared: &Shared, topic_id: u32) -> Result<(), StoreError> {
     // The topic is gone from `meta` already, so an index commit that begins from here on adds
     // no row of it; one that began before holds the write lock until it commits, so the
     // first transaction below sees its rows. Chunks keep each transaction short.
     loop {
-        let txn = shared.index.begin_write()?;
+        let mut txn = shared.index.begin_write()?;
+        crate::store::index::make_durable(&mut txn)?;
         let removed = {
             let mut pages = txn.open_table(CONSUME_PAGES)?;
             let mut ids = txn.open_table(IDS)?;
@@ -447,7 +448,8 @@ pub(in crate::store) fn drop_topic_rows(shared: &Shared, topic_id: u32) -> Resul
             break;
         }
     }
-    let txn = shared.index.begin_write()?;
+    let mut txn = shared.index.begin_write()?;
+    crate::store::index::make_durable(&mut txn)?;
     {
         let mut keys = txn.open_multimap_table(KEYS)?;
         let names: Vec<String> = {

@@ -63,11 +63,9 @@ pub(in crate::store) fn recover(
 
     let injected = backend.is_some();
     let mut index = match backend {
-        Some(backend) => init_tables(
-            Database::builder()
-                .set_cache_size(cache_bytes)
-                .create_with_backend(DynBackend(backend))?,
-        )?,
+        Some(backend) => {
+            init_tables(index_builder(cache_bytes).create_with_backend(DynBackend(backend))?)?
+        }
         None => open_index(index_path, cache_bytes)?,
     };
     let mut from = read_dispatched(&index)?;
@@ -208,8 +206,17 @@ fn open_index(path: &Path, cache_bytes: usize) -> Result<Database, StoreError> {
     }
 }
 
+/// How `index.redb` is opened: with a sized cache. (Its durable commits use quick repair:
+/// see `durable_index_txn`.)
+fn index_builder(cache_bytes: usize) -> redb::Builder {
+    let mut builder = Database::builder();
+    builder.set_cache_size(cache_bytes);
+    builder
+}
+
 fn init_tables(db: Database) -> Result<Database, StoreError> {
-    let txn = db.begin_write()?;
+    let mut txn = db.begin_write()?;
+    crate::store::index::make_durable(&mut txn)?;
     txn.open_table(CONSUME_PAGES)?;
     txn.open_table(IDS)?;
     txn.open_multimap_table(KEYS)?;
@@ -266,11 +273,11 @@ impl<'a> Replay<'a> {
 
     fn commit(&mut self, dispatched: Option<u64>) -> Result<(), StoreError> {
         let mut txn = self.index.begin_write()?;
-        txn.set_durability(if dispatched.is_some() {
-            redb::Durability::Immediate
+        if dispatched.is_some() {
+            crate::store::index::make_durable(&mut txn)?;
         } else {
-            redb::Durability::None
-        })?;
+            txn.set_durability(redb::Durability::None)?;
+        }
         insert_entries(&txn, &self.done)?;
         if let Some(end) = dispatched {
             txn.open_table(STATE)?.insert(DISPATCHED_UPTO, end)?;

@@ -164,7 +164,7 @@ fn drop_rows(shared: &Shared, base: u64, file: &dyn LogFile) -> Result<(), Store
     drop_chunk(shared, &chunk)?;
     // The deletions become durable before the file goes: no row outlives its record.
     let mut txn = shared.index.begin_write()?;
-    txn.set_durability(Durability::Immediate)?;
+    crate::store::index::make_durable(&mut txn)?;
     txn.commit()?;
     Ok(())
 }

@@ -81,3 +81,37 @@ fn the_index_entries_are_what_the_records_decode_to() {
         "the last record of each send ends its batch"
     );
 }
+
+#[test]
+fn assigned_ids_are_uuid_v7_with_the_broker_time_and_never_repeat() {
+    let mut assembler = Assembler::default();
+    let (mut out, mut entries) = (Vec::new(), Vec::new());
+    let batch: Vec<_> = (0..3000).map(|i| msg(&i.to_string(), None, None)).collect();
+    let appended = assembler.place(
+        (1, 0),
+        &batch,
+        1_796_000_000_123,
+        (&mut out, 0),
+        &mut entries,
+    );
+    let mut seen = std::collections::HashSet::new();
+    for id in &appended.msg_ids {
+        let uuid = uuid::Uuid::from_u128(id.0);
+        assert_eq!(uuid.get_version_num(), 7);
+        assert_eq!(uuid.get_variant(), uuid::Variant::RFC4122);
+        assert_eq!(id.v7_timestamp_ms(), 1_796_000_000_123);
+        assert!(seen.insert(*id), "id {id} repeated");
+    }
+    // Ids sort in the order they were given.
+    assert!(appended.msg_ids.windows(2).all(|pair| pair[0] < pair[1]));
+    // Another writer (another broker, or after a restart) draws another nonce.
+    let mut other = Assembler::default();
+    let again = other.place(
+        (1, 0),
+        &batch[..1],
+        1_796_000_000_123,
+        (&mut out, 0),
+        &mut entries,
+    );
+    assert_ne!(again.msg_ids[0], appended.msg_ids[0]);
+}
