@@ -27,23 +27,16 @@ fn no_second_crypto_stack_or_dead_crates_in_the_lock_file() {
 
 #[test]
 fn only_net_names_quinn_and_only_the_store_names_redb() {
-    let root = workspace_root();
     for (crate_dir, word, allowed) in [
         ("broker/src", "quinn", &[][..]),
         ("client/src", "quinn", &[][..]),
         ("cli/src", "quinn", &[][..]),
         ("broker/src", "redb::", &["broker/src/store"][..]),
     ] {
-        for file in rust_files(&root.join(crate_dir)) {
-            let rel = file
-                .strip_prefix(root)
-                .unwrap()
-                .to_string_lossy()
-                .to_string();
+        for (rel, text) in sources(crate_dir) {
             if allowed.iter().any(|prefix| rel.starts_with(prefix)) {
                 continue;
             }
-            let text = std::fs::read_to_string(&file).unwrap();
             assert!(!text.contains(word), "{rel} names {word}");
         }
     }
@@ -51,7 +44,6 @@ fn only_net_names_quinn_and_only_the_store_names_redb() {
 
 #[test]
 fn unsafe_code_lives_only_in_reviewed_places() {
-    let root = workspace_root();
     // Each with a SAFETY comment; the workspace denies `unsafe_code` everywhere else.
     let reviewed = ["net/src/process.rs"];
     for crate_dir in [
@@ -62,13 +54,7 @@ fn unsafe_code_lives_only_in_reviewed_places() {
         "client/src",
         "cli/src",
     ] {
-        for file in rust_files(&root.join(crate_dir)) {
-            let rel = file
-                .strip_prefix(root)
-                .unwrap()
-                .to_string_lossy()
-                .to_string();
-            let text = std::fs::read_to_string(&file).unwrap();
+        for (rel, text) in sources(crate_dir) {
             let has_unsafe = text.lines().any(|line| {
                 let code = line.split("//").next().unwrap_or("");
                 code.contains("unsafe ") || code.contains("unsafe{")
@@ -92,6 +78,23 @@ fn the_broker_does_not_depend_on_the_name_server() {
         !manifest.contains("quiver-namesrv"),
         "broker/Cargo.toml names quiver-namesrv: the standalone composes the two in cli"
     );
+}
+
+/// `(path from the workspace root, text)` of every Rust file under `crate_dir`.
+fn sources(crate_dir: &str) -> Vec<(String, String)> {
+    let root = workspace_root();
+    rust_files(&root.join(crate_dir))
+        .into_iter()
+        .map(|file| {
+            let rel = file
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .to_string();
+            let text = std::fs::read_to_string(&file).unwrap();
+            (rel, text)
+        })
+        .collect()
 }
 
 fn rust_files(dir: &Path) -> Vec<std::path::PathBuf> {

@@ -210,17 +210,13 @@ impl Store {
         let txn = shared.index.begin_read()?;
         let ids = txn.open_table(IDS)?;
         let pages = txn.open_table(CONSUME_PAGES)?;
-        let mut found = Vec::new();
-        let mut budget = QueryBudget::new(QUERY_MSGS_MAX as usize);
         let copies = (meta.id, msg_id.0, 0, 0)..=(meta.id, msg_id.0, u32::MAX, u64::MAX);
-        for row in ids.range(copies)? {
+        let locations = ids.range(copies)?.map(|row| {
             let (_, _, queue_id, offset) = row?.0.value();
-            if let Some(slot) = consume::entry(&pages, (meta.id, queue_id), offset)?
-                && !budget.offer(shared, topic, offset, &slot, &mut found)?
-            {
-                break;
-            }
-        }
+            Ok::<_, StoreError>(Some((queue_id, offset)))
+        });
+        let mut budget = QueryBudget::new(QUERY_MSGS_MAX as usize);
+        let mut found = budget.load_all(shared, topic, meta, &pages, locations)?;
         if found.is_empty() {
             let removed_before = shared
                 .removed_before_ms
@@ -258,19 +254,15 @@ impl Store {
         let pages = txn.open_table(CONSUME_PAGES)?;
         let limit = max_msgs.clamp(1, QUERY_MSGS_MAX) as usize;
         let (begin, end) = (begin_ms.unwrap_or(0), end_ms.unwrap_or(u64::MAX));
-        let mut found = Vec::new();
-        let mut budget = QueryBudget::new(limit);
-        for row in keys.get((meta.id, key))? {
+        let locations = keys.get((meta.id, key))?.map(|row| {
             let (stored_ms, queue_id, offset) = row?.value();
-            if stored_ms < begin || stored_ms >= end {
-                continue;
-            }
-            if let Some(slot) = consume::entry(&pages, (meta.id, queue_id), offset)?
-                && !budget.offer(shared, topic, offset, &slot, &mut found)?
-            {
-                break;
-            }
-        }
+            Ok::<_, StoreError>(
+                (begin..end)
+                    .contains(&stored_ms)
+                    .then_some((queue_id, offset)),
+            )
+        });
+        let found = QueryBudget::new(limit).load_all(shared, topic, meta, &pages, locations)?;
         if found.is_empty() {
             let removed_before = shared
                 .removed_before_ms
@@ -302,6 +294,33 @@ impl QueryBudget {
             msgs_left: msgs_max,
             bytes: 0,
         }
+    }
+
+    /// Loads the messages at `locations` (`(queue_id, offset)`, `None` to skip one) in order,
+    /// until the budget is spent.
+    fn load_all<L>(
+        &mut self,
+        shared: &Shared,
+        topic: &str,
+        meta: &TopicMeta,
+        pages: &impl consume::PageRead,
+        locations: L,
+    ) -> Result<Vec<StoredMessage>, StoreError>
+    where
+        L: Iterator<Item = Result<Option<(u32, u64)>, StoreError>>,
+    {
+        let mut found = Vec::new();
+        for location in locations {
+            let Some((queue_id, offset)) = location? else {
+                continue;
+            };
+            if let Some(slot) = consume::entry(pages, (meta.id, queue_id), offset)?
+                && !self.offer(shared, topic, offset, &slot, &mut found)?
+            {
+                break;
+            }
+        }
+        Ok(found)
     }
 
     /// Loads the message of a consume-index value into `found` unless retention is removing
