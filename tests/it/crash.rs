@@ -64,8 +64,16 @@ async fn kill9_cycles(flush: &str) {
     // Every cycle's sends, so each cycle's read-back is checked against all acked so far.
     let history = Arc::new(History::new());
     // RELIABILITY.md F1: 5 cycles in CI (the count), 500 of >= 1,000 acked sends each
-    // in a campaign run.
-    let (cycles, per_cycle) = if campaign() { (500, 1000) } else { (5, 300) };
+    // in a campaign run; `QUIVER_CRASH_CYCLES=N` sets the campaign's count.
+    let (cycles, per_cycle) = if campaign() {
+        let cycles = std::env::var("QUIVER_CRASH_CYCLES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(500);
+        (cycles, 1000)
+    } else {
+        (5, 300)
+    };
     for cycle in 0..cycles {
         let client = s.server.client_with(false, Duration::from_secs(3));
         let acked_before = history.acked();
