@@ -107,7 +107,7 @@ impl Core {
         queue_id: u32,
         deadline: tokio::time::Instant,
     ) -> QueueRange {
-        let mut changes = self.store.dispatch_watch();
+        let mut changes = self.store.dispatched_upto();
         loop {
             changes.borrow_and_update();
             let range = self.store.queue_range(meta, queue_id);

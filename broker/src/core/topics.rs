@@ -8,7 +8,7 @@ use tracing::warn;
 const REGISTRATION_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 use super::Core;
-use crate::store::{QueueRange, StoreError, TopicMeta};
+use crate::store::{QueueRange, Store, StoreError, TopicMeta};
 
 /// What a topic change did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,27 +22,32 @@ pub struct TopicChange {
 impl Core {
     /// Creates a topic.
     pub async fn create_topic(&self, topic: &str, queues: u32) -> Result<TopicMeta, StoreError> {
-        let store = self.store.clone();
-        let name = topic.to_owned();
-        let meta = blocking(move || store.create_topic(&name, queues)).await?;
-        self.bump_topics().await;
-        Ok(meta)
+        self.change_topic(topic, move |store, name| store.create_topic(name, queues))
+            .await
     }
 
     /// Raises a topic's queue count.
     pub async fn update_topic(&self, topic: &str, queues: u32) -> Result<TopicMeta, StoreError> {
-        let store = self.store.clone();
-        let name = topic.to_owned();
-        let meta = blocking(move || store.update_topic(&name, queues)).await?;
-        self.bump_topics().await;
-        Ok(meta)
+        self.change_topic(topic, move |store, name| store.update_topic(name, queues))
+            .await
     }
 
     /// Deletes a topic and its index rows.
     pub async fn delete_topic(&self, topic: &str) -> Result<TopicMeta, StoreError> {
+        self.change_topic(topic, |store, name| store.delete_topic(name))
+            .await
+    }
+
+    /// Runs one topic change off the async workers (a durable commit), then moves the
+    /// topic-table version.
+    async fn change_topic(
+        &self,
+        topic: &str,
+        change: impl FnOnce(&Store, &str) -> Result<TopicMeta, StoreError> + Send + 'static,
+    ) -> Result<TopicMeta, StoreError> {
         let store = self.store.clone();
         let name = topic.to_owned();
-        let meta = blocking(move || store.delete_topic(&name)).await?;
+        let meta = blocking(move || change(&store, &name)).await?;
         self.bump_topics().await;
         Ok(meta)
     }

@@ -476,12 +476,8 @@ impl Store {
         self.shared.fenced()
     }
 
-    /// A receiver that changes whenever the index advances (for long-polls).
-    pub fn dispatch_watch(&self) -> watch::Receiver<u64> {
-        self.shared.dispatched.subscribe()
-    }
-
-    /// The log position the index covers (`dispatched_upto`), as it moves.
+    /// The log position the index covers (`dispatched_upto`), as it moves: long-polls wake
+    /// on it.
     pub fn dispatched_upto(&self) -> watch::Receiver<u64> {
         self.shared.dispatched.subscribe()
     }

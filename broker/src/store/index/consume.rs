@@ -18,7 +18,7 @@ pub type PageKey = (u32, u32, u64);
 /// Reads pages.
 pub trait PageRead {
     /// Calls `visit(page_no, page)` for the queue's pages numbered `from..=to`, ascending,
-    /// until it returns `false`.
+    /// until it returns `false` (none when `from > to`).
     fn scan_pages(
         &self,
         queue: QueueKey,
@@ -106,13 +106,10 @@ pub fn cut_below(
         table.remove_page((queue.0, queue.1, *page_no))?;
     }
     let key = (queue.0, queue.1, floor_page);
+    // The page holding the floor keeps its later slots (and takes the queue's next entries).
     if let Some(mut page) = table.page(key)? {
         page.cut_below(page::slot_idx(floor));
-        if page.is_spent() {
-            table.remove_page(key)?;
-        } else {
-            table.put_page(key, &page)?;
-        }
+        table.put_page(key, &page)?;
     }
     Ok(gone.len() as u64)
 }
@@ -258,18 +255,22 @@ enum Stop {
 
 /// The queue's `[min, max)` from its pages: the first entry's offset and one past the last.
 pub fn bounds(table: &impl PageRead, queue: QueueKey) -> Result<Option<(u64, u64)>, StoreError> {
-    let Some([_, (last_no, last)]) = table.edge_pages(queue)? else {
+    let Some([(first_no, first), (last_no, last)]) = table.edge_pages(queue)? else {
         return Ok(None);
     };
-    // The first page may have had every entry cut (its floor is past them): look further.
-    let mut min = None;
-    table.scan_pages(queue, 0, u64::MAX, &mut |page_no, view| {
-        min = view
-            .entries_from(0)
+    let first_entry = |page_no: u64, view: PageView<'_>| {
+        view.entries_from(0)
             .next()
-            .map(|(idx, _)| page::first_offset(page_no) + idx as u64);
-        Ok(min.is_none())
-    })?;
+            .map(|(idx, _)| page::first_offset(page_no) + idx as u64)
+    };
+    let mut min = first_entry(first_no, first.view());
+    if min.is_none() && first_no < last_no {
+        // The first page had every entry cut (the floor is in it, past them): look further.
+        table.scan_pages(queue, first_no + 1, last_no, &mut |page_no, view| {
+            min = first_entry(page_no, view);
+            Ok(min.is_none())
+        })?;
+    }
     let max = (0..last.view().filled())
         .rev()
         .find_map(|idx| last.view().slot(idx).map(|_| idx))
@@ -352,6 +353,9 @@ impl<T: ReadableTable<PageKey, &'static [u8]>> PageRead for T {
         to: u64,
         visit: &mut dyn FnMut(u64, PageView<'_>) -> Result<bool, StoreError>,
     ) -> Result<(), StoreError> {
+        if from > to {
+            return Ok(());
+        }
         for row in self.range((queue.0, queue.1, from)..=(queue.0, queue.1, to))? {
             let (key, value) = row?;
             let key = key.value();

@@ -226,11 +226,6 @@ impl PageBuf {
         }
         set_u16(&mut self.bytes, 2, idx as u16);
     }
-
-    /// Whether no slot of the page can hold an entry any more (every slot cut).
-    pub fn is_spent(&self) -> bool {
-        self.view().first() == PAGE_SLOTS as usize
-    }
 }
 
 fn u16_at(bytes: &[u8], at: usize) -> u16 {

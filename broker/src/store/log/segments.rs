@@ -90,21 +90,14 @@ impl Log {
                 reason: format!("append at {pos}, but the log ends at {end}"),
             });
         }
-        let file = if end > base && end - base + bytes.len() as u64 > segment_bytes {
+        let (file, at) = if end > base && end - base + bytes.len() as u64 > segment_bytes {
             file.sync_data()?;
-            self.create_segment(pos)?
+            (self.create_segment(pos)?, 0)
         } else {
-            file
+            (file, pos - base)
         };
-        file.write_at(pos - self.base_of(pos), bytes)?;
+        file.write_at(at, bytes)?;
         Ok(())
-    }
-
-    fn base_of(&self, pos: u64) -> u64 {
-        self.read_lock()
-            .range(..=pos)
-            .next_back()
-            .map_or(0, |(base, _)| *base)
     }
 
     /// Reads `len` bytes at `pos` (inside one segment).
