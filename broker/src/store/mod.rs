@@ -34,7 +34,7 @@ use quiver_proto::{MessageId, SendMessage};
 use tokio::sync::{Semaphore, oneshot, watch};
 
 pub use catalog::TopicMeta;
-pub use config::{FlushMode, StoreConfig};
+pub use config::{FlushMode, LogIo, StoreConfig};
 pub use error::{Refusal, StoreError};
 pub use log::backend::{FsStorage, LogFile, Storage};
 
@@ -207,7 +207,8 @@ pub struct OpenReport {
 impl Store {
     /// Opens the store in `dir`: segments in `dir/log/`, `dir/index.redb`, `dir/meta.redb`.
     pub fn open(dir: &Path, config: StoreConfig) -> Result<(Store, OpenReport), StoreError> {
-        let storage = Arc::new(FsStorage::new(dir.join("log"))?);
+        let storage =
+            Arc::new(FsStorage::new(dir.join("log"))?.with_direct_writes(config.direct_writes()));
         Self::open_with(storage, dir, config)
     }
 
@@ -232,7 +233,12 @@ impl Store {
             .validate()
             .map_err(|reason| StoreError::invalid(Refusal::InvalidArgument, reason))?;
         std::fs::create_dir_all(db_dir)?;
-        let log = log::Log::open(storage)?;
+        let recent = if config.direct_writes() {
+            config.tail_cache_bytes.as_u64() as usize
+        } else {
+            0
+        };
+        let log = log::Log::open(storage)?.keep_recent(recent);
         let catalog = catalog::Catalog::open(
             &db_dir.join("meta.redb"),
             config.meta_cache_bytes.as_u64() as usize,

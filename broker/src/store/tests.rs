@@ -11,6 +11,7 @@ use super::log::fault::FaultStorage;
 use super::log::reader::PullSpec;
 use super::*;
 
+mod direct;
 mod hardening;
 mod migration;
 mod replica;

@@ -4,9 +4,11 @@
 
 pub mod assemble;
 pub mod backend;
+pub mod direct;
 pub mod fault;
 pub mod gate;
 pub mod reader;
+pub mod recent;
 pub mod record;
 pub(crate) mod recovery;
 pub mod repair;

@@ -8,6 +8,7 @@ use bytes::Bytes;
 
 use crate::store::StoreError;
 use crate::store::log::backend::{LogFile, Storage};
+use crate::store::log::recent::RecentBytes;
 use crate::store::log::record::{self, Record, RecordError};
 
 /// Bytes read at a time while scanning.
@@ -20,6 +21,8 @@ pub struct Log {
     storage: Arc<dyn Storage>,
     // RwLock: readers look segments up on every pull; only rolling and retention write.
     segments: RwLock<BTreeMap<u64, Arc<dyn LogFile>>>,
+    /// The newest bytes written, for tailing reads when writes skip the page cache.
+    recent: RecentBytes,
 }
 
 impl Log {
@@ -34,7 +37,20 @@ impl Log {
         Ok(Log {
             storage,
             segments: RwLock::new(segments),
+            recent: RecentBytes::new(0),
         })
+    }
+
+    /// Keeps the last `bytes` written in memory and answers reads from them (for direct
+    /// writes, which leave nothing in the page cache).
+    pub fn keep_recent(mut self, bytes: usize) -> Self {
+        self.recent = RecentBytes::new(bytes);
+        self
+    }
+
+    /// Records that `bytes` were written at `pos` (see [`Log::keep_recent`]).
+    pub fn remember(&self, pos: u64, bytes: &[u8]) {
+        self.recent.push(pos, bytes);
     }
 
     /// `(base, file)` of every segment, oldest first.
@@ -92,16 +108,21 @@ impl Log {
         }
         let (file, at) = if end > base && end - base + bytes.len() as u64 > segment_bytes {
             file.sync_data()?;
+            file.seal()?;
             (self.create_segment(pos)?, 0)
         } else {
             (file, pos - base)
         };
         file.write_at(at, bytes)?;
+        self.remember(pos, bytes);
         Ok(())
     }
 
     /// Reads `len` bytes at `pos` (inside one segment).
     pub fn read(&self, pos: u64, len: usize) -> Result<Bytes, StoreError> {
+        if let Some(bytes) = self.recent.get(pos, len) {
+            return Ok(bytes);
+        }
         let (base, file) = {
             let segments = self.read_lock();
             let (base, file) =

@@ -119,12 +119,23 @@ impl Writer {
                 self.sync_async_mode();
             }
             if let Some(done) = shutdown {
-                self.sync_async_mode();
+                self.close();
                 let _ = done.send(());
                 return;
             }
         }
+        self.close();
+    }
+
+    /// Syncs what is written and cuts direct writes' padding, so a clean restart finds no
+    /// torn tail.
+    fn close(&mut self) {
         self.sync_async_mode();
+        if self.shared.log_fence.get().is_none()
+            && let Err(err) = self.active.seal()
+        {
+            self.fence(&err.into());
+        }
     }
 
     /// Appends every job as one write, syncs (sync mode), acknowledges, dispatches.
@@ -239,6 +250,9 @@ impl Writer {
             return Ok(());
         }
         self.active.write_at(self.active_len, &self.buf)?;
+        self.shared
+            .log
+            .remember(self.active_base + self.active_len, &self.buf);
         self.active_len += self.buf.len() as u64;
         self.shared
             .stats
@@ -265,6 +279,7 @@ impl Writer {
     fn roll(&mut self) -> Result<(), StoreError> {
         self.write_buf()?;
         self.sync()?;
+        self.active.seal()?;
         if let Some(newest_ms) = self.active_newest_ms.take() {
             self.shared
                 .set_segment_newest_ms(self.active_base, newest_ms);
