@@ -96,3 +96,23 @@ pub fn limit_malloc_arenas() {
         libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS);
     }
 }
+
+/// Lowers the calling thread's scheduling priority by `nice` steps (Linux: the nice value is
+/// per thread). For background threads whose work must never delay a request in flight on
+/// a small machine, e.g. the index dispatcher of a broker pinned to one core. Best effort:
+/// an error (a sandbox that forbids it) is returned for the caller to log.
+#[allow(unsafe_code)]
+pub fn lower_thread_priority(nice: i32) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: `setpriority` takes plain integers and touches no memory of ours;
+        // `PRIO_PROCESS` with `who` 0 names the calling thread on Linux.
+        let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
+    Ok(())
+}
