@@ -58,6 +58,11 @@ pub struct BrokerSection {
     /// How often the broker heartbeats to every name server.
     #[serde(with = "humantime_serde")]
     pub heartbeat_interval: std::time::Duration,
+    /// How long a consumer-group member, and its queue leases, last past its last
+    /// heartbeat: a member silent this long is gone and its queues move. Members heartbeat
+    /// every third of it.
+    #[serde(with = "humantime_serde")]
+    pub group_session: std::time::Duration,
 }
 
 /// `[tls]`.
@@ -84,6 +89,7 @@ impl Default for BrokerSection {
             cluster: "DefaultCluster".into(),
             namesrv: Vec::new(),
             heartbeat_interval: std::time::Duration::from_secs(10),
+            group_session: std::time::Duration::from_secs(5),
         }
     }
 }
@@ -111,6 +117,12 @@ impl BrokerConfig {
             .store
             .validate()
             .map_err(|err| format!("invalid configuration: {err}"))?;
+        if config.broker.group_session < std::time::Duration::from_millis(30) {
+            return Err(
+                "invalid configuration: broker.group_session must be at least 30ms (members heartbeat every third of it)"
+                    .into(),
+            );
+        }
         let store = &config.store;
         let request_max = store.batch_bytes_max.as_u64() as usize
             + store.message_bytes_max.as_u64() as usize

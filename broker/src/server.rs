@@ -91,9 +91,12 @@ pub async fn run_with<F: Front>(
             auto_create_topics: config.broker.auto_create_topics,
             default_queues: config.broker.default_queues,
             long_polls_max: config.broker.long_polls_max,
+            broker_name: config.broker.name.clone(),
+            group_session: config.broker.group_session,
         },
         shutdown.clone(),
-    );
+    )
+    .map_err(|err| format!("cannot start the broker core: {err}"))?;
     let registrar = match embedded {
         // The broker registers with the name server in its own process, the normal way
         // (its registrar, the same requests), and topic changes wait for it.

@@ -35,6 +35,11 @@ enum Command {
     Send(commands::send::SendArgs),
     /// Pull messages from a queue.
     Pull(commands::pull::PullArgs),
+    /// Join a consumer group and print its messages as they come.
+    Consume(commands::consume::ConsumeArgs),
+    /// Consumer groups: list, describe, update, reset offsets.
+    #[command(subcommand)]
+    Group(commands::group::GroupCommand),
     /// Look messages up by id or key.
     Query(commands::query::QueryArgs),
     /// Make TLS material for a cluster.
@@ -72,6 +77,8 @@ fn run_client_command(command: Command, global: GlobalArgs) -> anyhow::Result<()
             Command::Cluster(command) => commands::cluster::run(command, &ctx).await,
             Command::Send(args) => commands::send::run(args, &ctx).await,
             Command::Pull(args) => commands::pull::run(args, &ctx).await,
+            Command::Consume(args) => commands::consume::run(args, &ctx).await,
+            Command::Group(command) => commands::group::run(command, &ctx).await,
             Command::Query(args) => commands::query::run(args, &ctx).await,
             Command::Stats => commands::stats::run(&ctx).await,
             Command::Bench(args) => commands::bench::run(args, &ctx).await,

@@ -46,6 +46,10 @@ impl Admin {
         Admin { client }
     }
 
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// Every live broker, from the first name server that answers.
     pub async fn cluster(&self) -> Result<Vec<BrokerInfo>, ClientError> {
         let listing: ClusterListing = self
@@ -283,7 +287,7 @@ impl Admin {
 }
 
 /// Names the broker in a failed call (a server error keeps its code).
-fn on_broker(broker: &str, err: ClientError) -> ClientError {
+pub(crate) fn on_broker(broker: &str, err: ClientError) -> ClientError {
     match err {
         ClientError::Net(quiver_net::NetError::Server { code, message }) => {
             ClientError::Net(quiver_net::NetError::Server {

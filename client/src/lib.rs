@@ -7,6 +7,7 @@
 //! - [`queue`]: [`MessageQueue`]: one queue of a topic on one broker.
 //! - `ordered`: a sharding key's home queue, a function of the topic's route only.
 //! - [`consumer`]: [`PullConsumer`]: read a queue from an offset, with long-poll.
+//! - [`group`]: [`GroupConsumer`]: a consumer-group member (clustering) that polls.
 //! - [`fault`]: latency fault tolerance: which brokers a producer avoids, and its counters.
 //! - [`admin`]: [`Admin`]: topics, queries, offsets, broker stats.
 //! - `answer`: sans-IO checks of server answers before they are used.
@@ -14,12 +15,14 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod admin;
+pub mod admin_group;
 mod answer;
 pub mod batcher;
 pub mod client;
 pub mod consumer;
 pub mod error;
 pub mod fault;
+pub mod group;
 mod ordered;
 pub mod producer;
 pub mod queue;
@@ -29,6 +32,7 @@ pub use batcher::AutoBatch;
 pub use client::{Client, ClientOptions};
 pub use consumer::{PullConsumer, QueueRange};
 pub use error::ClientError;
+pub use group::{Delivery, GroupConsumer, GroupOptions, GroupStart};
 pub use producer::{Message, Producer, SendResult};
 pub use queue::MessageQueue;
 pub use quiver_proto::{ErrorCode, MessageId, StoredMessage};

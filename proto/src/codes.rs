@@ -88,6 +88,22 @@ request_codes! {
     BrokerUnregister = 303, "broker.unregister", Node;
     /// Every registered broker with its liveness.
     ClusterList = 304, "cluster.list", Client;
+    /// A group member's heartbeat: its subscription in, its queue leases out.
+    GroupHeartbeat = 400, "group.heartbeat", Client;
+    /// Read a leased queue with the group's tag filter.
+    GroupPull = 401, "group.pull", Client;
+    /// Commit offsets of leased queues.
+    GroupCommit = 402, "group.commit", Client;
+    /// A member leaves: final offsets, then its leases end.
+    GroupLeave = 403, "group.leave", Client;
+    /// The groups a broker knows.
+    GroupList = 404, "group.list", Client;
+    /// A group's members, subscription, settings, offsets, lag and leases.
+    GroupDescribe = 405, "group.describe", Client;
+    /// Change a group's settings.
+    GroupUpdate = 406, "group.update", Admin;
+    /// Move a group's committed offsets of a topic.
+    GroupResetOffset = 407, "group.reset_offset", Admin;
     /// Broker counters (appends, fsyncs, bytes).
     BrokerStats = 900, "broker.stats", Client;
 }

@@ -230,6 +230,14 @@ error_codes! {
     /// The store refused the send without storing it: an earlier disk or index failure
     /// fenced it until restart. Safe to send elsewhere.
     StoreFenced = 46, "store.fenced", true;
+    /// A group member subscribed differently from the group's live members; the message
+    /// names both subscriptions.
+    SubscriptionConflict = 60, "group.subscription_conflict", false;
+    /// A read or offset commit under a queue lease the member no longer holds (stale epoch,
+    /// lease ended): the member must stop reading that queue.
+    GroupFenced = 61, "group.fenced", false;
+    /// No such consumer group.
+    GroupNotFound = 62, "group.not_found", false;
 }
 
 impl std::fmt::Display for ErrorCode {

@@ -10,7 +10,9 @@
 //! - `query.rs`: lookups by message id and by key.
 //! - `tags.rs`: [`TagExpr`], the `*` / `A || B` subscription expression.
 //! - `topics.rs`: topic admin and the topic-table version heartbeats carry.
+//! - `groups/`: consumer groups: membership, queue leases, reads through a lease, offsets.
 
+pub mod groups;
 mod pull;
 mod query;
 mod send;
@@ -18,12 +20,15 @@ mod tags;
 mod topics;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use quiver_proto::requests::route::DataVersion;
 use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::store::Store;
+use crate::store::{Store, StoreError};
+
+use self::groups::Groups;
 
 pub use pull::{PullSpec, Pulled};
 pub use tags::{TagExpr, TagExprError};
@@ -38,6 +43,10 @@ pub struct CoreConfig {
     pub default_queues: u32,
     /// Long-polls waiting at once (`broker.long_polls_max`); past it a pull answers at once.
     pub long_polls_max: usize,
+    /// This broker's name (each broker assigns its own queues among a group's members).
+    pub broker_name: String,
+    /// How long a group member and its leases last past its last heartbeat.
+    pub group_session: Duration,
 }
 
 /// The broker's state and operations.
@@ -54,12 +63,21 @@ pub struct Core {
     /// The topic-table version the name servers acknowledged, when a topic change waits for
     /// it (the standalone: its own name server answers routes).
     registered: Option<watch::Receiver<u64>>,
+    /// Consumer groups: members, leases, epochs.
+    groups: Groups,
 }
 
 impl Core {
-    /// A core over `store`.
-    pub fn new(store: Arc<Store>, config: CoreConfig, shutdown: CancellationToken) -> Self {
-        Core {
+    /// A core over `store`. Raises the broker's start counter (lease epochs rise across
+    /// restarts).
+    pub fn new(
+        store: Arc<Store>,
+        config: CoreConfig,
+        shutdown: CancellationToken,
+    ) -> Result<Self, StoreError> {
+        let generation = store.catalog().next_generation()?;
+        Ok(Core {
+            groups: Groups::new(&config.broker_name, config.group_session, generation),
             store,
             long_polls: Arc::new(Semaphore::new(config.long_polls_max)),
             config,
@@ -70,7 +88,7 @@ impl Core {
             .0,
             shutdown,
             registered: None,
-        }
+        })
     }
 
     /// Makes topic changes return only once the name servers acknowledged them (at most

@@ -22,9 +22,12 @@ fn core(dir: &std::path::Path, auto_create_topics: bool) -> Core {
             auto_create_topics,
             default_queues: 2,
             long_polls_max: 16,
+            broker_name: "b".into(),
+            group_session: Duration::from_secs(5),
         },
         CancellationToken::new(),
     )
+    .unwrap()
 }
 
 fn tagged(tag: &str, n: usize) -> Vec<SendMessage> {

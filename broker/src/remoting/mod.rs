@@ -74,6 +74,14 @@ impl Broker {
                     self.config.broker_name
                 ),
             )),
+            RequestCode::GroupHeartbeat => handlers::group::heartbeat(self, body).await,
+            RequestCode::GroupPull => handlers::group::pull(self, body).await,
+            RequestCode::GroupCommit => handlers::group::commit(self, body).await,
+            RequestCode::GroupLeave => handlers::group::leave(self, body).await,
+            RequestCode::GroupList => handlers::group::list(self, body).await,
+            RequestCode::GroupDescribe => handlers::group::describe(self, body).await,
+            RequestCode::GroupUpdate => handlers::group::update(self, body).await,
+            RequestCode::GroupResetOffset => handlers::group::reset_offset(self, body).await,
             RequestCode::BrokerStats => handlers::admin::stats(self, body).await,
         }
     }
@@ -118,6 +126,9 @@ pub fn error_code(err: &StoreError) -> ErrorCode {
             Refusal::OffsetOutOfRange => ErrorCode::OffsetOutOfRange,
             Refusal::MessageNotFound => ErrorCode::MessageNotFound,
             Refusal::MessageRemoved => ErrorCode::MessageRemoved,
+            Refusal::SubscriptionConflict => ErrorCode::SubscriptionConflict,
+            Refusal::GroupFenced => ErrorCode::GroupFenced,
+            Refusal::GroupNotFound => ErrorCode::GroupNotFound,
         },
         StoreError::OutcomeUnknown(_) => ErrorCode::StoreOutcomeUnknown,
         StoreError::Fenced(_) => ErrorCode::StoreFenced,

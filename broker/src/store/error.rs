@@ -86,6 +86,12 @@ pub enum Refusal {
     MessageNotFound,
     /// The message was removed by retention.
     MessageRemoved,
+    /// A group member's subscription differs from the live members'.
+    SubscriptionConflict,
+    /// A read or commit under a lease the member no longer holds.
+    GroupFenced,
+    /// No such group.
+    GroupNotFound,
 }
 
 impl StoreError {

@@ -494,6 +494,11 @@ impl Store {
         self.shared.synced.subscribe()
     }
 
+    /// The catalog (topics, groups, offsets).
+    pub fn catalog(&self) -> &catalog::Catalog {
+        &self.shared.catalog
+    }
+
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }

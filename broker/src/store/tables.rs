@@ -47,3 +47,14 @@ pub const NEXT_TOPIC_ID: &str = "next_topic_id";
 /// were used, so this is the one place that remembers them.
 pub const QUEUE_FLOORS: TableDefinition<'static, (u32, u32), u64> =
     TableDefinition::new("queue_floors");
+
+/// `(group, topic_id, queue_id)` → the group's committed offset: the next offset it reads
+/// (in `meta.redb`).
+pub const GROUP_OFFSETS: TableDefinition<'static, (&str, u32, u32), u64> =
+    TableDefinition::new("group_offsets");
+/// Group name → postcard `GroupSettings` (in `meta.redb`); a group is created with the
+/// defaults on its first heartbeat.
+pub const GROUPS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("groups");
+/// Key of the broker's start counter in [`COUNTERS`]: raised at every start, it leads every
+/// lease epoch so epochs rise across restarts.
+pub const BROKER_GENERATION: &str = "broker_generation";

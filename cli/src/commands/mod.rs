@@ -3,6 +3,8 @@
 pub mod bench;
 pub mod certs;
 pub mod cluster;
+pub mod consume;
+pub mod group;
 pub mod pull;
 pub mod query;
 pub mod send;

@@ -2,6 +2,7 @@ use bytes::Bytes;
 use proptest::prelude::*;
 
 use super::admin::*;
+use super::group::*;
 use super::msg::*;
 use super::route::*;
 use super::topic::*;
@@ -19,6 +20,10 @@ where
     for cut in 0..bytes.len() {
         assert!(decode_body::<T>(&bytes[..cut]).is_err() || cut == bytes.len());
     }
+}
+
+fn tags_of(text: &str) -> String {
+    format!("{text}!")
 }
 
 fn text() -> impl Strategy<Value = String> {
@@ -100,11 +105,41 @@ proptest! {
     }
 
     #[test]
+    fn group_bodies_round_trip(group in text(), member in text(), topic in text(), tags in text(),
+                               n in any::<u64>(), q in any::<u32>(), opt in proptest::option::of(any::<u64>()),
+                               flag in any::<bool>()) {
+        let sub = Subscription { topic: topic.clone(), tags };
+        let start = match n % 3 { 0 => StartFrom::Last, 1 => StartFrom::First, _ => StartFrom::Time(n) };
+        round_trip(&GroupHeartbeat { group: group.clone(), member: member.clone(), client: topic.clone(),
+            subscriptions: vec![sub.clone(), sub.clone()], start });
+        round_trip(&GroupHeartbeatResponse { leases: vec![QueueLease { topic: topic.clone(), queue_id: q, epoch: n }],
+            lease_ms: n, pending: flag });
+        round_trip(&GroupPull { group: group.clone(), member: member.clone(), topic: topic.clone(), queue_id: q,
+            epoch: n, offset: opt, max_msgs: q, max_bytes: q, wait_ms: q });
+        round_trip(&GroupPullResponse { messages: vec![], next_offset: n, min_offset: n, max_offset: n, filtered: n });
+        let commit = OffsetCommit { topic: topic.clone(), queue_id: q, epoch: n, offset: n };
+        round_trip(&GroupCommit { group: group.clone(), member: member.clone(), offsets: vec![commit.clone()] });
+        round_trip(&GroupLeave { group: group.clone(), member: member.clone(), offsets: vec![commit] });
+        let settings = GroupSettings { max_retries: q, backoff_ms: vec![n, 1], strategy: tags_of(&group) };
+        round_trip(&GroupInfo { group: group.clone(), subscriptions: vec![sub],
+            members: vec![MemberInfo { member: member.clone(), client: group.clone(), idle_ms: n }],
+            queues: vec![GroupQueue { topic: topic.clone(), queue_id: q, max_offset: n, committed: opt, lag: n,
+                holder: Some(member), epoch: n }],
+            settings: settings.clone() });
+        round_trip(&GroupUpdate { group: group.clone(), settings });
+        round_trip(&GroupResetOffset { group, topic, to: start });
+        round_trip(&GroupResetOffsetResponse { queues: vec![(q, n)] });
+    }
+
+    #[test]
     fn body_decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
         let _ = decode_body::<SendRequest>(&bytes);
         let _ = decode_send_request(&bytes::Bytes::from(bytes.clone()));
         let _ = decode_body::<PullResponse>(&bytes);
         let _ = decode_body::<TopicRoute>(&bytes);
+        let _ = decode_body::<GroupHeartbeat>(&bytes);
+        let _ = decode_body::<GroupInfo>(&bytes);
+        let _ = decode_body::<GroupCommit>(&bytes);
     }
 }
 

@@ -12,7 +12,7 @@ use quiver_proto::{ErrorCode, decode_body, encode_body_sized};
 
 /// Room reserved per message of a pull answer beyond its body: topic, id, offsets, times,
 /// a short tag and a few keys (a bigger message only costs one more growth of the buffer).
-const PULL_MESSAGE_OVERHEAD_BYTES: usize = 128;
+pub(super) const PULL_MESSAGE_OVERHEAD_BYTES: usize = 128;
 
 use super::{reply, topic_name};
 use crate::core::{PullSpec, TagExpr, TopicChange};

@@ -8,7 +8,7 @@ use quiver_proto::requests::topic::QUEUES_MAX;
 use redb::{Database, ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
 
-use crate::store::tables::{COUNTERS, NEXT_TOPIC_ID, QUEUE_FLOORS, TOPICS};
+use crate::store::tables::{COUNTERS, GROUP_OFFSETS, GROUPS, NEXT_TOPIC_ID, QUEUE_FLOORS, TOPICS};
 use crate::store::{Refusal, StoreError};
 
 /// A topic's stored settings.
@@ -31,7 +31,7 @@ struct Topics {
 
 /// Topics: redb is the truth, the map is a cache updated after each commit.
 pub struct Catalog {
-    db: Database,
+    pub(super) db: Database,
     // RwLock: read on every request, written only by admin requests.
     topics: RwLock<Topics>,
 }
@@ -47,6 +47,8 @@ impl Catalog {
         {
             txn.open_table(COUNTERS)?;
             txn.open_table(QUEUE_FLOORS)?;
+            txn.open_table(GROUP_OFFSETS)?;
+            txn.open_table(GROUPS)?;
             let table = txn.open_table(TOPICS)?;
             for row in table.iter()? {
                 let (name, value) = row?;
@@ -158,6 +160,9 @@ impl Catalog {
         txn.open_table(TOPICS)?.remove(name)?;
         txn.open_table(QUEUE_FLOORS)?
             .retain_in((meta.id, 0)..=(meta.id, u32::MAX), |_, _| false)?;
+        // Offsets of the deleted topic id: a re-created topic gets a new id and starts over.
+        txn.open_table(GROUP_OFFSETS)?
+            .retain(|(_, topic_id, _), _| topic_id != meta.id)?;
         txn.commit()?;
         topics.by_name.remove(name);
         topics.by_id.remove(&meta.id);

@@ -1,0 +1,118 @@
+//! `group.*` handlers.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use quiver_net::Failure;
+use quiver_proto::requests::group::{
+    GroupCommit, GroupDescribe, GroupHeartbeat, GroupLeave, GroupListResponse, GroupPull,
+    GroupPullResponse, GroupResetOffset, GroupResetOffsetResponse, GroupUpdate,
+};
+use quiver_proto::{ErrorCode, Name, decode_body, encode_body_sized};
+
+use super::{reply, topic_name};
+use crate::remoting::Broker;
+
+/// Longest member id.
+const MEMBER_BYTES_MAX: usize = 128;
+/// Longest free-text client description.
+const CLIENT_BYTES_MAX: usize = 256;
+
+fn group_name(text: &str) -> Result<Name, Failure> {
+    Name::new(text)
+        .map_err(|reason| Failure::new(ErrorCode::InvalidName, format!("group {reason}")))
+}
+
+fn member_id(member: &str) -> Result<(), Failure> {
+    if member.is_empty() || member.len() > MEMBER_BYTES_MAX {
+        return Err(Failure::new(
+            ErrorCode::InvalidArgument,
+            format!("member id must be 1 to {MEMBER_BYTES_MAX} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) async fn heartbeat(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure> {
+    let request: GroupHeartbeat = decode_body(body)?;
+    group_name(&request.group)?;
+    member_id(&request.member)?;
+    if request.client.len() > CLIENT_BYTES_MAX {
+        return Err(Failure::new(
+            ErrorCode::InvalidArgument,
+            format!("client description is over {CLIENT_BYTES_MAX} bytes"),
+        ));
+    }
+    for sub in &request.subscriptions {
+        topic_name(&sub.topic)?;
+    }
+    reply(&broker.core.group_heartbeat(&request).await?)
+}
+
+pub(crate) async fn pull(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure> {
+    let request: GroupPull = decode_body(body)?;
+    group_name(&request.group)?;
+    topic_name(&request.topic)?;
+    let wait = Duration::from_millis(u64::from(request.wait_ms));
+    let pulled = broker.core.group_pull(&request, wait).await?;
+    let capacity = pulled
+        .messages
+        .iter()
+        .map(|msg| msg.body.len() + super::msg::PULL_MESSAGE_OVERHEAD_BYTES)
+        .sum::<usize>();
+    let response = GroupPullResponse {
+        messages: pulled.messages,
+        next_offset: pulled.next_offset,
+        min_offset: pulled.min_offset,
+        max_offset: pulled.max_offset,
+        filtered: pulled.filtered,
+    };
+    Ok(Bytes::from(encode_body_sized(&response, capacity + 64)))
+}
+
+pub(crate) async fn commit(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure> {
+    let request: GroupCommit = decode_body(body)?;
+    group_name(&request.group)?;
+    broker.core.group_commit(&request).await?;
+    Ok(Bytes::new())
+}
+
+pub(crate) async fn leave(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure> {
+    let request: GroupLeave = decode_body(body)?;
+    group_name(&request.group)?;
+    broker.core.group_leave(&request).await?;
+    Ok(Bytes::new())
+}
+
+pub(crate) async fn list(broker: &Broker, _body: &Bytes) -> Result<Bytes, Failure> {
+    reply(&GroupListResponse {
+        groups: broker.core.group_list().await?,
+    })
+}
+
+pub(crate) async fn describe(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure> {
+    let request: GroupDescribe = decode_body(body)?;
+    group_name(&request.group)?;
+    reply(&broker.core.group_describe(&request.group).await?)
+}
+
+pub(crate) async fn update(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure> {
+    let request: GroupUpdate = decode_body(body)?;
+    group_name(&request.group)?;
+    broker
+        .core
+        .group_update(&request.group, &request.settings)
+        .await?;
+    Ok(Bytes::new())
+}
+
+pub(crate) async fn reset_offset(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure> {
+    let request: GroupResetOffset = decode_body(body)?;
+    group_name(&request.group)?;
+    let name = topic_name(&request.topic)?;
+    let queues = broker
+        .core
+        .group_reset_offset(&request.group, name.as_str(), request.to)
+        .await?;
+    reply(&GroupResetOffsetResponse { queues })
+}

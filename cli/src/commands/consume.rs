@@ -1,0 +1,106 @@
+//! `quiver consume`: join a consumer group and print its messages as they come.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail};
+use quiver_client::{GroupConsumer, GroupOptions, GroupStart};
+
+use crate::connect::{Context, Output};
+use crate::output::message_json;
+
+#[derive(clap::Args, Debug)]
+pub struct ConsumeArgs {
+    /// Consumer group.
+    #[arg(long)]
+    group: String,
+    /// Topic.
+    #[arg(long)]
+    topic: String,
+    /// Tag expression: `*`, `A`, or `A || B`.
+    #[arg(long, default_value = "*")]
+    tags: String,
+    /// Where a queue the group has no offset for starts: `last`, `first`, or a time
+    /// (RFC 3339, e.g. 2026-12-02T10:00:00Z, or milliseconds since the Unix epoch).
+    #[arg(long, default_value = "last")]
+    from: String,
+    /// Stop after this many messages (default: run until Ctrl-C).
+    #[arg(long)]
+    count: Option<u64>,
+}
+
+/// Parses `--from`.
+pub fn parse_start(text: &str) -> anyhow::Result<GroupStart> {
+    match text {
+        "last" => Ok(GroupStart::Last),
+        "first" => Ok(GroupStart::First),
+        other => parse_time_ms(other).map(GroupStart::Time).ok_or_else(|| {
+            anyhow!(
+                "--from {other:?}: use `last`, `first`, an RFC 3339 time (2026-12-02T10:00:00Z) or milliseconds since the Unix epoch"
+            )
+        }),
+    }
+}
+
+fn parse_time_ms(text: &str) -> Option<u64> {
+    if let Ok(ms) = text.parse::<u64>() {
+        return Some(ms);
+    }
+    let time = humantime::parse_rfc3339_weak(text).ok()?;
+    let since = time.duration_since(UNIX_EPOCH).ok()?;
+    u64::try_from(since.as_millis()).ok()
+}
+
+pub async fn run(args: ConsumeArgs, ctx: &Context) -> anyhow::Result<()> {
+    let mut options = GroupOptions::new(&args.group, &args.topic, &args.tags);
+    options.start = parse_start(&args.from)?;
+    let consumer = GroupConsumer::start(ctx.client.clone(), options).await?;
+    if ctx.output == Output::Text {
+        eprintln!(
+            "consuming {} [{}] as group {} (member {}); Ctrl-C commits and leaves",
+            args.topic,
+            args.tags,
+            args.group,
+            consumer.member()
+        );
+    }
+    let mut seen = 0u64;
+    let outcome = loop {
+        if args.count.is_some_and(|count| seen >= count) {
+            break Ok(());
+        }
+        let polled = tokio::select! {
+            polled = consumer.poll(Duration::from_secs(1)) => polled,
+            _ = tokio::signal::ctrl_c() => break Ok(()),
+        };
+        let deliveries = match polled {
+            Ok(deliveries) => deliveries,
+            Err(err) => break Err(err),
+        };
+        for delivery in deliveries {
+            let msg = &delivery.message;
+            match ctx.output {
+                Output::Json => println!("{}", message_json(msg)),
+                Output::Text => println!(
+                    "{} {}#{} offset {} id {} tag {} {}",
+                    time_text(msg.stored_ms),
+                    delivery.queue.broker_name,
+                    msg.queue_id,
+                    msg.offset,
+                    msg.msg_id,
+                    msg.tag.as_deref().unwrap_or("-"),
+                    String::from_utf8_lossy(&msg.body)
+                ),
+            }
+            seen += 1;
+        }
+    };
+    let closed = consumer.close().await;
+    if let Err(err) = outcome {
+        bail!("{err}");
+    }
+    closed.map_err(|err| anyhow!("leaving the group: {err}"))
+}
+
+fn time_text(ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}

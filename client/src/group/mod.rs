@@ -1,0 +1,217 @@
+//! [`GroupConsumer`]: a member of a consumer group that polls for messages. The group's
+//! queues are shared among its live members; the brokers assign them and fence a member
+//! that lost a queue, and offsets are kept by the brokers.
+//!
+//! - `session.rs`: heartbeats to every broker serving the subscribed topics, the leases
+//!   they grant, and offset commits.
+//! - `fetch.rs`: one task per leased queue that long-polls it into a bounded channel.
+
+mod fetch;
+mod session;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use quiver_proto::StoredMessage;
+use quiver_proto::requests::group::{StartFrom, Subscription};
+use tokio::sync::{mpsc, watch};
+
+use crate::client::Client;
+use crate::error::ClientError;
+use crate::queue::MessageQueue;
+
+use self::session::{Batch, Session};
+
+pub use quiver_proto::requests::group::StartFrom as GroupStart;
+
+/// Default messages per pull of a group member.
+pub const GROUP_PULL_MSGS_DEFAULT: u32 = 32;
+/// Default interval of automatic offset commits.
+pub const AUTO_COMMIT_DEFAULT: Duration = Duration::from_secs(1);
+/// Default heartbeat interval (never more than a third of the brokers' lease).
+pub const HEARTBEAT_DEFAULT: Duration = Duration::from_secs(1);
+/// Batches fetched ahead of `poll`, over all queues.
+const FETCHED_BATCHES_MAX: usize = 16;
+
+/// How a member consumes.
+#[derive(Clone, Debug)]
+pub struct GroupOptions {
+    /// Group name.
+    pub group: String,
+    /// Topic → tag expression (`*`, `A`, `A || B`); every member must subscribe alike.
+    pub subscriptions: Vec<(String, String)>,
+    /// Where a queue the group has no offset for starts.
+    pub start: StartFrom,
+    /// How often to heartbeat (capped at a third of the brokers' lease).
+    pub heartbeat: Duration,
+    /// How often to commit what `poll` returned; `None`: only [`GroupConsumer::commit`].
+    pub auto_commit: Option<Duration>,
+    /// Messages per pull.
+    pub pull_msgs: u32,
+    /// How long a pull waits at the broker for a message.
+    pub pull_wait: Duration,
+}
+
+impl GroupOptions {
+    /// Options for `group` reading `topic` with tag expression `tags`.
+    pub fn new(
+        group: impl Into<String>,
+        topic: impl Into<String>,
+        tags: impl Into<String>,
+    ) -> Self {
+        GroupOptions {
+            group: group.into(),
+            subscriptions: vec![(topic.into(), tags.into())],
+            start: StartFrom::Last,
+            heartbeat: HEARTBEAT_DEFAULT,
+            auto_commit: Some(AUTO_COMMIT_DEFAULT),
+            pull_msgs: GROUP_PULL_MSGS_DEFAULT,
+            pull_wait: Duration::from_secs(5),
+        }
+    }
+
+    fn subscriptions(&self) -> Vec<Subscription> {
+        self.subscriptions
+            .iter()
+            .map(|(topic, tags)| Subscription {
+                topic: topic.clone(),
+                tags: tags.clone(),
+            })
+            .collect()
+    }
+}
+
+/// A message handed out by [`GroupConsumer::poll`], with the queue it came from.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    /// The queue.
+    pub queue: MessageQueue,
+    /// The message.
+    pub message: StoredMessage,
+}
+
+/// A member of a consumer group (clustering: the group's members share the queues).
+pub struct GroupConsumer {
+    session: Arc<Session>,
+    batches: tokio::sync::Mutex<mpsc::Receiver<Batch>>,
+    /// What the last `poll` returned, done when the next `poll` (or `commit`) is called.
+    returned: Mutex<Vec<(MessageQueue, u64, u64)>>,
+    stop: watch::Sender<bool>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl GroupConsumer {
+    /// Joins the group: the first heartbeat goes to every broker serving the subscribed
+    /// topics before this returns, so a refused subscription (`group.subscription_conflict`)
+    /// or a bad tag expression is an error here.
+    pub async fn start(client: Client, options: GroupOptions) -> Result<Self, ClientError> {
+        if options.subscriptions.is_empty() {
+            return Err(ClientError::Invalid(
+                "a group member needs at least one subscription (topic and tags)".into(),
+            ));
+        }
+        let (tx, rx) = mpsc::channel(FETCHED_BATCHES_MAX);
+        let (stop, stopped) = watch::channel(false);
+        let session = Arc::new(Session::new(client, options, tx, stopped));
+        session.heartbeat_all().await?;
+        let tasks = vec![tokio::spawn(session.clone().run())];
+        Ok(GroupConsumer {
+            session,
+            batches: tokio::sync::Mutex::new(rx),
+            returned: Mutex::new(Vec::new()),
+            stop,
+            tasks: Mutex::new(tasks),
+        })
+    }
+
+    /// This member's id.
+    pub fn member(&self) -> &str {
+        self.session.member()
+    }
+
+    /// The queues this member holds now.
+    pub fn assigned(&self) -> Vec<MessageQueue> {
+        self.session.assigned()
+    }
+
+    /// Marks what the last `poll` returned as done (at least once: a message is done when
+    /// the application asks for more), then waits up to `wait` for messages.
+    pub async fn poll(&self, wait: Duration) -> Result<Vec<Delivery>, ClientError> {
+        self.mark_done();
+        self.session.check_failed()?;
+        let mut rx = self.batches.lock().await;
+        let mut out = Vec::new();
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let batch = match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(batch)) => batch,
+                Ok(None) | Err(_) => break,
+            };
+            self.take(batch, &mut out);
+            while let Ok(batch) = rx.try_recv() {
+                self.take(batch, &mut out);
+            }
+            if !out.is_empty() {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn take(&self, batch: Batch, out: &mut Vec<Delivery>) {
+        // A batch of a queue this member no longer holds is dropped: its new holder reads it.
+        if !self.session.holds(&batch.queue, batch.epoch) {
+            return;
+        }
+        self.returned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((batch.queue.clone(), batch.epoch, batch.next_offset));
+        out.extend(batch.messages.into_iter().map(|message| Delivery {
+            queue: batch.queue.clone(),
+            message,
+        }));
+    }
+
+    fn mark_done(&self) {
+        let returned =
+            std::mem::take(&mut *self.returned.lock().unwrap_or_else(|p| p.into_inner()));
+        self.session.done(returned);
+    }
+
+    /// Commits what `poll` returned so far, now.
+    pub async fn commit(&self) -> Result<(), ClientError> {
+        self.mark_done();
+        self.session.commit_all().await
+    }
+
+    /// Commits, leaves the group (its queues move at once) and stops.
+    pub async fn close(&self) -> Result<(), ClientError> {
+        self.mark_done();
+        let _ = self.stop.send(true);
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for task in tasks {
+            let _ = task.await;
+        }
+        self.session.leave_all().await
+    }
+}
+
+impl Drop for GroupConsumer {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        self.session.abort_fetchers();
+        for task in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            task.abort();
+        }
+    }
+}
+
+/// Leases this member holds, by queue.
+type Leases = HashMap<MessageQueue, session::Lease>;

@@ -1,0 +1,399 @@
+//! A member's session with the brokers: heartbeats (which bring the leases), the fetchers
+//! of leased queues, and offset commits.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use quiver_proto::requests::group::{
+    GroupCommit, GroupHeartbeat, GroupHeartbeatResponse, GroupLeave, OffsetCommit,
+};
+use quiver_proto::{ErrorCode, RequestCode, StoredMessage};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::{debug, warn};
+
+use super::{GroupOptions, Leases, fetch};
+use crate::client::Client;
+use crate::error::ClientError;
+use crate::queue::MessageQueue;
+
+/// How soon to heartbeat again while a queue assigned to this member is still held by
+/// another (it lets go on its next heartbeat).
+const PENDING_RETRY: Duration = Duration::from_millis(100);
+
+/// Messages fetched from one queue, in offset order.
+pub(crate) struct Batch {
+    pub(crate) queue: MessageQueue,
+    pub(crate) epoch: u64,
+    pub(crate) messages: Vec<StoredMessage>,
+    /// Where the next read starts: done once the application finished these messages.
+    pub(crate) next_offset: u64,
+}
+
+/// A lease this member holds.
+pub(crate) struct Lease {
+    addr: String,
+    epoch: u64,
+    /// When it ends unless renewed, by this member's clock: measured from when the
+    /// heartbeat was sent, so never later than the broker's end.
+    expires: Instant,
+    /// Offset up to which the application is done.
+    done: Option<u64>,
+    /// Offset last committed.
+    committed: Option<u64>,
+    fetcher: JoinHandle<()>,
+}
+
+pub(crate) struct Session {
+    pub(crate) client: Client,
+    pub(crate) options: GroupOptions,
+    member: String,
+    pub(crate) tx: mpsc::Sender<Batch>,
+    stopped: watch::Receiver<bool>,
+    leases: Mutex<Leases>,
+    /// Broker name → address, of the brokers heartbeaten last.
+    brokers: Mutex<BTreeMap<String, String>>,
+    /// Why the session stopped (a refused subscription): every poll returns it.
+    failed: Mutex<Option<ClientError>>,
+    lease_ms: AtomicU64,
+    pub(crate) pending: AtomicBool,
+}
+
+impl Session {
+    pub(crate) fn new(
+        client: Client,
+        options: GroupOptions,
+        tx: mpsc::Sender<Batch>,
+        stopped: watch::Receiver<bool>,
+    ) -> Self {
+        Session {
+            client,
+            options,
+            member: uuid::Uuid::now_v7().to_string(),
+            tx,
+            stopped,
+            leases: Mutex::new(Leases::new()),
+            brokers: Mutex::new(BTreeMap::new()),
+            failed: Mutex::new(None),
+            lease_ms: AtomicU64::new(u64::MAX),
+            pending: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn member(&self) -> &str {
+        &self.member
+    }
+
+    fn leases(&self) -> std::sync::MutexGuard<'_, Leases> {
+        self.leases.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn assigned(&self) -> Vec<MessageQueue> {
+        let mut queues: Vec<MessageQueue> = self.leases().keys().cloned().collect();
+        queues.sort_by(|a, b| {
+            (&a.topic, &a.broker_name, a.queue_id).cmp(&(&b.topic, &b.broker_name, b.queue_id))
+        });
+        queues
+    }
+
+    /// Whether the member still holds `queue` under `epoch`, and its lease has not ended.
+    pub(crate) fn holds(&self, queue: &MessageQueue, epoch: u64) -> bool {
+        self.leases()
+            .get(queue)
+            .is_some_and(|lease| lease.epoch == epoch && lease.expires > Instant::now())
+    }
+
+    /// Records what the application finished: `(queue, epoch, next offset)`.
+    pub(crate) fn done(&self, finished: Vec<(MessageQueue, u64, u64)>) {
+        let mut leases = self.leases();
+        for (queue, epoch, next) in finished {
+            if let Some(lease) = leases.get_mut(&queue)
+                && lease.epoch == epoch
+            {
+                lease.done = Some(lease.done.map_or(next, |d| d.max(next)));
+            }
+        }
+    }
+
+    pub(crate) fn check_failed(&self) -> Result<(), ClientError> {
+        match &*self.failed.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(err) => Err(err.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// The brokers serving the subscribed topics, by name.
+    async fn brokers(&self) -> Result<BTreeMap<String, String>, ClientError> {
+        let mut brokers = BTreeMap::new();
+        for (topic, _) in &self.options.subscriptions {
+            let route = self.client.route(topic).await?;
+            for broker in &route.brokers {
+                brokers.insert(broker.broker_name.clone(), broker.addr.clone());
+            }
+        }
+        Ok(brokers)
+    }
+
+    fn heartbeat_request(&self) -> GroupHeartbeat {
+        GroupHeartbeat {
+            group: self.options.group.clone(),
+            member: self.member.clone(),
+            client: format!("pid {}", std::process::id()),
+            subscriptions: self.options.subscriptions(),
+            start: self.options.start,
+        }
+    }
+
+    /// Heartbeats every broker serving the subscribed topics and takes their leases. A
+    /// refusal (conflicting subscription, bad tag expression) is returned and kept; an
+    /// unreachable broker is skipped (its leases end on their own).
+    pub(crate) async fn heartbeat_all(self: &Arc<Self>) -> Result<(), ClientError> {
+        let brokers = self.brokers().await?;
+        *self.brokers.lock().unwrap_or_else(|p| p.into_inner()) = brokers.clone();
+        self.pending.store(false, Ordering::Relaxed);
+        let request = self.heartbeat_request();
+        let mut calls = tokio::task::JoinSet::new();
+        for (name, addr) in brokers {
+            let (session, request) = (self.clone(), request.clone());
+            calls.spawn(async move {
+                let sent = Instant::now();
+                let answer: Result<GroupHeartbeatResponse, ClientError> = session
+                    .client
+                    .call(&addr, RequestCode::GroupHeartbeat, &request)
+                    .await;
+                (name, addr, sent, answer)
+            });
+        }
+        let mut refused = None;
+        let mut answered = std::collections::BTreeSet::new();
+        while let Some(joined) = calls.join_next().await {
+            let Ok((name, addr, sent, answer)) = joined else {
+                continue;
+            };
+            match answer {
+                Ok(response) => {
+                    answered.insert(name.clone());
+                    self.take_leases(&name, &addr, sent, response);
+                }
+                Err(err) if err.is_retryable() || err.code().is_none() => {
+                    debug!(broker = %name, cause = %err, "group heartbeat failed; retrying next round");
+                }
+                Err(err) => refused = Some(err),
+            }
+        }
+        // Leases of brokers that no longer serve the topics end now.
+        let serving = self
+            .brokers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        self.leases().retain(|queue, lease| {
+            let keep = serving.contains_key(&queue.broker_name);
+            if !keep {
+                lease.fetcher.abort();
+            }
+            keep
+        });
+        if let Some(err) = refused {
+            *self.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(err.clone());
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    fn take_leases(
+        self: &Arc<Self>,
+        broker: &str,
+        addr: &str,
+        sent: Instant,
+        response: GroupHeartbeatResponse,
+    ) {
+        self.lease_ms.store(response.lease_ms, Ordering::Relaxed);
+        if response.pending {
+            self.pending.store(true, Ordering::Relaxed);
+        }
+        let expires = sent + Duration::from_millis(response.lease_ms);
+        let granted: BTreeMap<MessageQueue, u64> = response
+            .leases
+            .into_iter()
+            .map(|l| {
+                let queue = MessageQueue {
+                    topic: l.topic,
+                    broker_name: broker.to_owned(),
+                    queue_id: l.queue_id,
+                };
+                (queue, l.epoch)
+            })
+            .collect();
+        let mut leases = self.leases();
+        leases.retain(|queue, lease| {
+            let keep = queue.broker_name != broker || granted.get(queue) == Some(&lease.epoch);
+            if !keep {
+                lease.fetcher.abort();
+            }
+            keep
+        });
+        for (queue, epoch) in granted {
+            match leases.get_mut(&queue) {
+                Some(lease) => lease.expires = expires,
+                None => {
+                    let fetcher = fetch::spawn(self.clone(), queue.clone(), addr.to_owned(), epoch);
+                    leases.insert(
+                        queue,
+                        Lease {
+                            addr: addr.to_owned(),
+                            epoch,
+                            expires,
+                            done: None,
+                            committed: None,
+                            fetcher,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// Heartbeats (and commits) until stopped.
+    pub(crate) async fn run(self: Arc<Self>) {
+        let mut stopped = self.stopped.clone();
+        let mut last_commit = Instant::now();
+        loop {
+            let lease = Duration::from_millis(self.lease_ms.load(Ordering::Relaxed));
+            let mut interval = self.options.heartbeat.min(lease / 3);
+            if self.pending.load(Ordering::Relaxed) {
+                interval = interval.min(PENDING_RETRY);
+            }
+            tokio::select! {
+                () = tokio::time::sleep(interval) => {}
+                _ = stopped.changed() => return,
+            }
+            if *stopped.borrow() {
+                return;
+            }
+            if let Some(every) = self.options.auto_commit
+                && last_commit.elapsed() >= every
+            {
+                last_commit = Instant::now();
+                if let Err(err) = self.commit_all().await {
+                    debug!(cause = %err, "offset commit failed; retrying next round");
+                }
+            }
+            if let Err(err) = self.heartbeat_all().await {
+                warn!(group = %self.options.group, cause = %err, "group heartbeat refused");
+                if self
+                    .failed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .is_some()
+                {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Offsets to commit, by broker address.
+    fn due(&self) -> BTreeMap<String, Vec<OffsetCommit>> {
+        let mut due: BTreeMap<String, Vec<OffsetCommit>> = BTreeMap::new();
+        for (queue, lease) in self.leases().iter() {
+            if let Some(done) = lease.done
+                && lease.committed != Some(done)
+            {
+                due.entry(lease.addr.clone())
+                    .or_default()
+                    .push(OffsetCommit {
+                        topic: queue.topic.clone(),
+                        queue_id: queue.queue_id,
+                        epoch: lease.epoch,
+                        offset: done,
+                    });
+            }
+        }
+        due
+    }
+
+    fn committed(&self, offsets: &[OffsetCommit], broker_addr: &str) {
+        let mut leases = self.leases();
+        for commit in offsets {
+            if let Some(lease) = leases
+                .values_mut()
+                .find(|l| l.addr == broker_addr && l.epoch == commit.epoch)
+            {
+                lease.committed = Some(commit.offset);
+            }
+        }
+    }
+
+    /// Commits every finished offset, one request per broker. A fenced commit (the queue
+    /// moved) triggers an early heartbeat.
+    pub(crate) async fn commit_all(&self) -> Result<(), ClientError> {
+        let mut first_err = None;
+        for (addr, offsets) in self.due() {
+            let request = GroupCommit {
+                group: self.options.group.clone(),
+                member: self.member.clone(),
+                offsets,
+            };
+            let answer: Result<(), ClientError> = self
+                .client
+                .call_raw(
+                    &addr,
+                    RequestCode::GroupCommit,
+                    bytes::Bytes::from(quiver_proto::encode_body(&request)),
+                )
+                .await
+                .map(|_| ());
+            match answer {
+                Ok(()) => self.committed(&request.offsets, &addr),
+                Err(err) => {
+                    if err.code() == Some(ErrorCode::GroupFenced) {
+                        self.pending.store(true, Ordering::Relaxed);
+                    }
+                    first_err.get_or_insert(err);
+                }
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Commits and leaves every broker heartbeaten, so the queues move at once.
+    pub(crate) async fn leave_all(&self) -> Result<(), ClientError> {
+        self.abort_fetchers();
+        let mut due = self.due();
+        let brokers = self
+            .brokers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut first_err = None;
+        for addr in brokers.values() {
+            let request = GroupLeave {
+                group: self.options.group.clone(),
+                member: self.member.clone(),
+                offsets: due.remove(addr).unwrap_or_default(),
+            };
+            if let Err(err) = self
+                .client
+                .call_raw(
+                    addr,
+                    RequestCode::GroupLeave,
+                    bytes::Bytes::from(quiver_proto::encode_body(&request)),
+                )
+                .await
+            {
+                first_err.get_or_insert(err);
+            }
+        }
+        self.leases().clear();
+        first_err.map_or(Ok(()), Err)
+    }
+
+    pub(crate) fn abort_fetchers(&self) {
+        for lease in self.leases().values() {
+            lease.fetcher.abort();
+        }
+    }
+}
