@@ -26,6 +26,15 @@ pub struct ConsumeArgs {
     /// Stop after this many messages (default: run until Ctrl-C).
     #[arg(long)]
     count: Option<u64>,
+    /// How often to heartbeat the brokers (at most a third of their group session).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    heartbeat: Duration,
+    /// How often to commit what was printed; `0s` commits after every batch printed.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    commit_interval: Duration,
+    /// Messages per pull.
+    #[arg(long, default_value_t = quiver_client::group::GROUP_PULL_MSGS_DEFAULT, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    batch: u32,
 }
 
 /// Parses `--from`.
@@ -53,16 +62,18 @@ fn parse_time_ms(text: &str) -> Option<u64> {
 pub async fn run(args: ConsumeArgs, ctx: &Context) -> anyhow::Result<()> {
     let mut options = GroupOptions::new(&args.group, &args.topic, &args.tags);
     options.start = parse_start(&args.from)?;
+    options.heartbeat = args.heartbeat;
+    options.pull_msgs = args.batch;
+    let commit_each_batch = args.commit_interval.is_zero();
+    options.auto_commit = (!commit_each_batch).then_some(args.commit_interval);
     let consumer = GroupConsumer::start(ctx.client.clone(), options).await?;
-    if ctx.output == Output::Text {
-        eprintln!(
-            "consuming {} [{}] as group {} (member {}); Ctrl-C commits and leaves",
-            args.topic,
-            args.tags,
-            args.group,
-            consumer.member()
-        );
-    }
+    eprintln!(
+        "consuming {} [{}] as group {} (member {}); Ctrl-C commits and leaves",
+        args.topic,
+        args.tags,
+        args.group,
+        consumer.member()
+    );
     let mut seen = 0u64;
     let outcome = loop {
         if args.count.is_some_and(|count| seen >= count) {
@@ -92,6 +103,9 @@ pub async fn run(args: ConsumeArgs, ctx: &Context) -> anyhow::Result<()> {
                 ),
             }
             seen += 1;
+        }
+        if commit_each_batch && let Err(err) = consumer.commit().await {
+            eprintln!("offset commit refused: {err}");
         }
     };
     let closed = consumer.close().await;

@@ -53,6 +53,9 @@ pub(crate) struct Session {
     pub(crate) tx: mpsc::Sender<Batch>,
     stopped: watch::Receiver<bool>,
     leases: Mutex<Leases>,
+    /// Leases the brokers moved elsewhere: their last offsets are committed (still accepted
+    /// under a revoking lease), then the next heartbeat lets them go.
+    releasing: Mutex<Vec<(MessageQueue, Lease)>>,
     /// Broker name → address, of the brokers heartbeaten last.
     brokers: Mutex<BTreeMap<String, String>>,
     /// Why the session stopped (a refused subscription): every poll returns it.
@@ -75,6 +78,7 @@ impl Session {
             tx,
             stopped,
             leases: Mutex::new(Leases::new()),
+            releasing: Mutex::new(Vec::new()),
             brokers: Mutex::new(BTreeMap::new()),
             failed: Mutex::new(None),
             lease_ms: AtomicU64::new(u64::MAX),
@@ -108,13 +112,25 @@ impl Session {
     /// Records what the application finished: `(queue, epoch, next offset)`.
     pub(crate) fn done(&self, finished: Vec<(MessageQueue, u64, u64)>) {
         let mut leases = self.leases();
+        let mut releasing = self.releasing();
         for (queue, epoch, next) in finished {
-            if let Some(lease) = leases.get_mut(&queue)
+            let lease = match leases.get_mut(&queue) {
+                Some(lease) => Some(lease),
+                None => releasing
+                    .iter_mut()
+                    .find(|(q, l)| *q == queue && l.epoch == epoch)
+                    .map(|(_, l)| l),
+            };
+            if let Some(lease) = lease
                 && lease.epoch == epoch
             {
                 lease.done = Some(lease.done.map_or(next, |d| d.max(next)));
             }
         }
+    }
+
+    fn releasing(&self) -> std::sync::MutexGuard<'_, Vec<(MessageQueue, Lease)>> {
+        self.releasing.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(crate) fn check_failed(&self) -> Result<(), ClientError> {
@@ -150,6 +166,13 @@ impl Session {
     /// refusal (conflicting subscription, bad tag expression) is returned and kept; an
     /// unreachable broker is skipped (its leases end on their own).
     pub(crate) async fn heartbeat_all(self: &Arc<Self>) -> Result<(), ClientError> {
+        // Queues moved elsewhere: their last offsets first, then this heartbeat lets go.
+        if !self.releasing().is_empty() {
+            if let Err(err) = self.commit_all().await {
+                debug!(cause = %err, "final commit of moved queues failed; they are re-read from the last commit");
+            }
+            self.releasing().clear();
+        }
         let brokers = self.brokers().await?;
         *self.brokers.lock().unwrap_or_else(|p| p.into_inner()) = brokers.clone();
         self.pending.store(false, Ordering::Relaxed);
@@ -228,13 +251,25 @@ impl Session {
             })
             .collect();
         let mut leases = self.leases();
-        leases.retain(|queue, lease| {
-            let keep = queue.broker_name != broker || granted.get(queue) == Some(&lease.epoch);
-            if !keep {
+        let moved: Vec<MessageQueue> = leases
+            .iter()
+            .filter(|(queue, lease)| {
+                queue.broker_name == broker && granted.get(*queue) != Some(&lease.epoch)
+            })
+            .map(|(queue, _)| queue.clone())
+            .collect();
+        if !moved.is_empty() {
+            // Commit them, then let go, at the next round, which comes soon.
+            self.pending.store(true, Ordering::Relaxed);
+        }
+        let mut releasing = self.releasing();
+        for queue in moved {
+            if let Some(lease) = leases.remove(&queue) {
                 lease.fetcher.abort();
+                releasing.push((queue, lease));
             }
-            keep
-        });
+        }
+        drop(releasing);
         for (queue, epoch) in granted {
             match leases.get_mut(&queue) {
                 Some(lease) => lease.expires = expires,
@@ -298,7 +333,12 @@ impl Session {
     /// Offsets to commit, by broker address.
     fn due(&self) -> BTreeMap<String, Vec<OffsetCommit>> {
         let mut due: BTreeMap<String, Vec<OffsetCommit>> = BTreeMap::new();
-        for (queue, lease) in self.leases().iter() {
+        let leases = self.leases();
+        let releasing = self.releasing();
+        let all = leases
+            .iter()
+            .chain(releasing.iter().map(|(queue, lease)| (queue, lease)));
+        for (queue, lease) in all {
             if let Some(done) = lease.done
                 && lease.committed != Some(done)
             {

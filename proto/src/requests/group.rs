@@ -133,7 +133,9 @@ pub struct OffsetCommit {
     pub offset: u64,
 }
 
-/// `group.commit`: offsets of leased queues. All or nothing: one stale epoch refuses all.
+/// `group.commit`: offsets of leased queues. Each stands under its own lease: those under a
+/// stale or ended one are refused with `group.fenced`, which names them; the others are
+/// committed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupCommit {
     /// Group name.

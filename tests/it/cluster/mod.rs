@@ -5,6 +5,7 @@
 
 mod balance;
 mod failover;
+mod groups;
 mod ordered;
 mod ordered_agree;
 mod outage;
@@ -87,6 +88,16 @@ fn broker_args(tls: &std::path::Path, name: &str, namesrvs: &[String]) -> Vec<St
 
 /// Starts `n_namesrvs` name servers (expiry 1 s) and the named brokers.
 fn start_cluster(dir: &std::path::Path, n_namesrvs: usize, brokers: &[&str]) -> Cluster {
+    start_cluster_env(dir, n_namesrvs, brokers, &[])
+}
+
+/// [`start_cluster`], with extra environment for the brokers.
+fn start_cluster_env(
+    dir: &std::path::Path,
+    n_namesrvs: usize,
+    brokers: &[&str],
+    broker_envs: &[(&str, &str)],
+) -> Cluster {
     let tls = dir.join("tls");
     let mut nodes = vec![("namesrv".to_string(), vec![])];
     nodes.extend(brokers.iter().map(|b| (b.to_string(), vec![])));
@@ -116,7 +127,10 @@ fn start_cluster(dir: &std::path::Path, n_namesrvs: usize, brokers: &[&str]) -> 
             let spec = Spec {
                 program: "quiver-broker".into(),
                 args: broker_args(&tls, name, &addrs),
-                envs: vec![],
+                envs: broker_envs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
             };
             Server::start(&spec, &dir.join(name)).unwrap()
         })

@@ -13,7 +13,7 @@ use quiver_proto::requests::group::{
 };
 
 use super::assign::Strategy;
-use super::table::{Beat, Fenced, Subscription};
+use super::table::{Beat, Fenced, Subscription, Use};
 use crate::core::tags::TagExpr;
 use crate::core::topics::blocking;
 use crate::core::{Core, PullSpec};
@@ -179,6 +179,7 @@ impl Core {
                     &req.member,
                     &queue,
                     req.epoch,
+                    Use::Read,
                 )
                 .map_err(fenced)?;
             table
@@ -243,21 +244,25 @@ impl Core {
         Ok(committed.max(range.min))
     }
 
-    /// Checks every offset against its lease, then commits them all in one durable write.
+    /// Splits offsets into those whose lease the member holds (as rows to commit) and the
+    /// reasons the others are fenced. An offset past its queue's end is bad input: an error.
     fn check_commits(
         &self,
         group: &str,
         member: &str,
         offsets: &[OffsetCommit],
-    ) -> Result<Vec<OffsetRow>, StoreError> {
+    ) -> Result<(Vec<OffsetRow>, Vec<String>), StoreError> {
         let now = self.groups.now_ms();
         let table = self.groups.table();
         let mut rows = Vec::with_capacity(offsets.len());
+        let mut refused = Vec::new();
         for commit in offsets {
             let queue = (commit.topic.clone(), commit.queue_id);
-            table
-                .check(now, group, member, &queue, commit.epoch)
-                .map_err(fenced)?;
+            if let Err(fenced) = table.check(now, group, member, &queue, commit.epoch, Use::Commit)
+            {
+                refused.push(fenced.reason);
+                continue;
+            }
             let meta = self.store.topic(&commit.topic)?;
             let range = self.store.queue_range(&meta, commit.queue_id);
             if commit.offset > range.max {
@@ -271,29 +276,51 @@ impl Core {
             }
             rows.push((meta.id, commit.queue_id, commit.offset));
         }
-        Ok(rows)
+        Ok((rows, refused))
     }
 
-    /// Commits offsets of leased queues: all or nothing.
+    /// Commits the offsets whose lease the member holds, in one durable write; the others
+    /// are refused with `group.fenced`, which names them (the rest are committed).
+    async fn commit_checked(
+        &self,
+        group: &str,
+        member: &str,
+        offsets: &[OffsetCommit],
+    ) -> Result<(), StoreError> {
+        let (rows, refused) = self.check_commits(group, member, offsets)?;
+        let committed = rows.len();
+        let store = self.store.clone();
+        let name = group.to_owned();
+        blocking(move || store.catalog().commit_offsets(&name, &rows)).await?;
+        if refused.is_empty() {
+            return Ok(());
+        }
+        Err(fenced(Fenced {
+            reason: format!(
+                "{} of {} offsets refused ({committed} committed): {}",
+                refused.len(),
+                offsets.len(),
+                refused.join("; ")
+            ),
+        }))
+    }
+
+    /// Commits offsets of leased queues; each offset stands alone under its own lease.
     pub async fn group_commit(&self, req: &GroupCommit) -> Result<(), StoreError> {
         let _serial = self.groups.commits.lock().await;
-        let rows = self.check_commits(&req.group, &req.member, &req.offsets)?;
-        let store = self.store.clone();
-        let group = req.group.clone();
-        blocking(move || store.catalog().commit_offsets(&group, &rows)).await
+        self.commit_checked(&req.group, &req.member, &req.offsets)
+            .await
     }
 
-    /// A member leaves: its final offsets are committed, then its leases end at once.
+    /// A member leaves: its final offsets are committed (as by `group_commit`), then its
+    /// leases end at once.
     pub async fn group_leave(&self, req: &GroupLeave) -> Result<(), StoreError> {
         let _serial = self.groups.commits.lock().await;
-        let checked = self.check_commits(&req.group, &req.member, &req.offsets);
-        if let Ok(rows) = &checked {
-            let store = self.store.clone();
-            let (group, rows) = (req.group.clone(), rows.clone());
-            blocking(move || store.catalog().commit_offsets(&group, &rows)).await?;
-        }
+        let committed = self
+            .commit_checked(&req.group, &req.member, &req.offsets)
+            .await;
         self.groups.table().leave(&req.group, &req.member);
-        checked.map(|_| ())
+        committed
     }
 
     /// Every group this broker knows: with settings or live members.

@@ -7,10 +7,13 @@
 //! - Every member of a group has the same subscription; a heartbeat with another one is
 //!   refused while a member with the old one is alive.
 //! - A queue has at most one lease that has not ended. A member's heartbeat gives it the
-//!   queues the assignment names for it that nobody else holds, renews those it holds, and
-//!   ends at once those it holds that the assignment gave to another member (it learns so
-//!   from the answer and stops reading them). A queue still held by another live member
-//!   is granted on a later heartbeat, after its holder let go: the answer says `pending`.
+//!   queues the assignment names for it that nobody else holds and renews those it holds.
+//!   A queue it holds that the assignment moved is let go in two steps, so what the member
+//!   handled is committed before anyone else reads the queue: the first heartbeat marks the
+//!   lease *revoking* (left out of the answer, not renewed; the member stops reading it,
+//!   and commits under it are still accepted), the member's next heartbeat ends it. A queue
+//!   still held by another member is granted on a later heartbeat: the answer says
+//!   `pending`.
 //! - Each grant takes a new epoch, above every epoch this broker gave before, across
 //!   restarts (the caller supplies a generation that rises at every start). A read or commit
 //!   must name the live lease's epoch: anything else is fenced.
@@ -34,6 +37,18 @@ pub struct Lease {
     pub epoch: u64,
     /// When it ends unless renewed (caller's clock, ms).
     pub expires_ms: u64,
+    /// Moved elsewhere: its holder may still commit under it, not read; its next heartbeat
+    /// ends it.
+    pub revoking: bool,
+}
+
+/// What a lease is checked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Use {
+    /// A read: only a lease that is not being revoked.
+    Read,
+    /// An offset commit: a revoking lease still counts (the holder's last commit).
+    Commit,
 }
 
 /// A member as the broker sees it.
@@ -173,10 +188,16 @@ impl GroupTable {
                 }
             }
         }
-        // Let go of what the assignment moved elsewhere (or the subscription dropped).
-        state
-            .leases
-            .retain(|queue, lease| lease.holder != member || target.contains(queue));
+        // What the assignment moved elsewhere (or the subscription dropped): revoking at the
+        // first heartbeat, ended at the next.
+        state.leases.retain(|queue, lease| {
+            if lease.holder != member || target.contains(queue) {
+                return true;
+            }
+            let keep = !lease.revoking;
+            lease.revoking = true;
+            keep
+        });
         let mut grant = Grant {
             leases: Vec::new(),
             pending: false,
@@ -186,6 +207,7 @@ impl GroupTable {
             match state.leases.get_mut(&queue) {
                 Some(lease) if lease.holder == member => {
                     lease.expires_ms = expires_ms;
+                    lease.revoking = false;
                     grant.leases.push((queue, lease.epoch));
                 }
                 Some(_) => grant.pending = true,
@@ -198,6 +220,7 @@ impl GroupTable {
                             holder: member.to_owned(),
                             epoch,
                             expires_ms,
+                            revoking: false,
                         },
                     );
                     grant.leases.push((queue, epoch));
@@ -231,6 +254,7 @@ impl GroupTable {
         member: &str,
         queue: &QueueRef,
         epoch: u64,
+        purpose: Use,
     ) -> Result<(), Fenced> {
         let fenced = |reason: String| Err(Fenced { reason });
         let Some(lease) = self.groups.get(group).and_then(|g| g.leases.get(queue)) else {
@@ -244,6 +268,12 @@ impl GroupTable {
                 "lease epoch {epoch} on {} queue {} is stale: the queue moved (now epoch {}); \
                  this member must stop reading it",
                 queue.0, queue.1, lease.epoch
+            ));
+        }
+        if lease.revoking && purpose == Use::Read {
+            return fenced(format!(
+                "{} queue {} moved to another member: commit what was handled and stop reading it",
+                queue.0, queue.1
             ));
         }
         if lease.expires_ms <= now_ms {

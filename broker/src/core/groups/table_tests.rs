@@ -56,9 +56,27 @@ fn a_lone_member_gets_every_queue_then_shares_after_a_join() {
     // b joins: its queues are still a's, so it waits.
     let b = beat(&mut table, 10, "b");
     assert!(b.leases.is_empty() && b.pending);
-    // a's next heartbeat lets go of b's share.
+    // a's next heartbeat revokes b's share (a may still commit under it), the one after
+    // ends it.
     let a = beat(&mut table, 20, "a");
     assert_eq!(queues(&a).len(), 4);
+    let moving = table
+        .leases("g")
+        .into_iter()
+        .filter(|(_, l)| l.revoking)
+        .collect::<Vec<_>>();
+    assert_eq!(moving.len(), 4);
+    let (queue, lease) = &moving[0];
+    table
+        .check(21, "g", "a", queue, lease.epoch, Use::Commit)
+        .unwrap();
+    let err = table
+        .check(21, "g", "a", queue, lease.epoch, Use::Read)
+        .unwrap_err();
+    assert!(err.reason.contains("moved"), "{}", err.reason);
+    let b = beat(&mut table, 25, "b");
+    assert!(b.leases.is_empty() && b.pending, "not before a let go");
+    beat(&mut table, 28, "a");
     let b = beat(&mut table, 30, "b");
     assert_eq!(queues(&b).len(), 4);
     assert!(!b.pending);
@@ -74,15 +92,20 @@ fn epochs_rise_and_fence_the_old_holder() {
     let a = beat(&mut table, 0, "a");
     beat(&mut table, 10, "b");
     beat(&mut table, 20, "a");
+    beat(&mut table, 25, "a");
     let b = beat(&mut table, 30, "b");
     // A queue that moved from a to b.
     let (q7, new_epoch) = b.leases[0].clone();
     let old_epoch = a.leases.iter().find(|(q, _)| *q == q7).unwrap().1;
     assert_eq!(old_epoch >> 32, 7, "the generation leads the epoch");
     assert!(new_epoch > old_epoch);
-    let err = table.check(40, "g", "a", &q7, old_epoch).unwrap_err();
+    let err = table
+        .check(40, "g", "a", &q7, old_epoch, Use::Commit)
+        .unwrap_err();
     assert!(err.reason.contains("stale"), "{}", err.reason);
-    table.check(40, "g", "b", &q7, new_epoch).unwrap();
+    table
+        .check(40, "g", "b", &q7, new_epoch, Use::Read)
+        .unwrap();
     // A new broker start gives epochs above every earlier one.
     let mut restarted = GroupTable::new("b", SESSION, 8);
     let again = beat(&mut restarted, 0, "a");
@@ -103,7 +126,11 @@ fn a_silent_member_loses_its_queues_only_when_its_lease_ends() {
     let b = beat(&mut table, SESSION, "b");
     assert_eq!(queues(&b), (0..8).collect::<Vec<_>>());
     let q = ("t".to_string(), 0);
-    assert!(table.check(SESSION, "g", "a", &q, 1 << 32 | 1).is_err());
+    assert!(
+        table
+            .check(SESSION, "g", "a", &q, 1 << 32 | 1, Use::Commit)
+            .is_err()
+    );
     assert_eq!(table.members("g").len(), 1);
 }
 
@@ -113,7 +140,6 @@ fn a_leave_frees_queues_at_once() {
     beat(&mut table, 0, "a");
     beat(&mut table, 0, "b");
     beat(&mut table, 1, "a");
-    beat(&mut table, 2, "b");
     table.leave("g", "a");
     let b = beat(&mut table, 3, "b");
     assert_eq!(queues(&b), (0..8).collect::<Vec<_>>());
@@ -140,7 +166,11 @@ fn a_lease_ends_without_heartbeats() {
     let mut table = GroupTable::new("b", SESSION, 1);
     let a = beat(&mut table, 0, "a");
     let (q, epoch) = a.leases[0].clone();
-    table.check(SESSION - 1, "g", "a", &q, epoch).unwrap();
-    let err = table.check(SESSION, "g", "a", &q, epoch).unwrap_err();
+    table
+        .check(SESSION - 1, "g", "a", &q, epoch, Use::Read)
+        .unwrap();
+    let err = table
+        .check(SESSION, "g", "a", &q, epoch, Use::Read)
+        .unwrap_err();
     assert!(err.reason.contains("ended"), "{}", err.reason);
 }
