@@ -15,6 +15,7 @@ use quiver_proto::requests::group::{
 };
 use quiver_tests::harness::{Spec, serial};
 
+use crate::member::Member;
 use crate::setup;
 
 /// The brokers' group session (members heartbeat every third of it).
@@ -279,4 +280,142 @@ async fn the_tag_filter_runs_on_the_broker() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::GroupFenced), "{err}");
+}
+
+/// Every member's printed ids, once each of `want` was printed by somebody.
+async fn handled_by(members: &[&Member], want: &BTreeSet<MessageId>) {
+    let want: BTreeSet<String> = want.iter().map(MessageId::to_string).collect();
+    let started = Instant::now();
+    loop {
+        let seen: BTreeSet<String> = members
+            .iter()
+            .flat_map(|m| m.seen.lock().unwrap().clone())
+            .collect();
+        let missing = want.iter().filter(|id| !seen.contains(*id)).count();
+        if missing == 0 {
+            return;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "{missing} of {} not handled within {DEADLINE:?}",
+            want.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Queue → (holder, epoch) of `group`, from the broker.
+async fn leases(client: &Client, group: &str) -> BTreeMap<u32, (Option<String>, u64)> {
+    Admin::new(client.clone())
+        .describe_group(group)
+        .await
+        .unwrap()
+        .into_iter()
+        .flat_map(|v| v.info.queues)
+        .map(|q| (q.queue_id, (q.holder, q.epoch)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_member_is_fenced_and_never_handles_a_moved_queue() {
+    let _serial = serial();
+    let s = setup(spec(), "stops", 4).await;
+    let tls = s.server.tls_dir();
+    let a = Member::start(&tls, &s.server.addr, "stoppers", "stops", 16);
+    let b = Member::start(&tls, &s.server.addr, "stoppers", "stops", 16);
+    let ids = |m: &Member| m.id.lock().unwrap().clone();
+    until("both members print their ids", || {
+        ids(&a).is_some() && ids(&b).is_some()
+    })
+    .await;
+    let (a_id, b_id) = (ids(&a).unwrap(), ids(&b).unwrap());
+    let started = Instant::now();
+    loop {
+        let held = leases(&s.client, "stoppers").await;
+        let of = |id: &str| {
+            held.values()
+                .filter(|(h, _)| h.as_deref() == Some(id))
+                .count()
+        };
+        if of(&a_id) == 2 && of(&b_id) == 2 {
+            break;
+        }
+        assert!(started.elapsed() < DEADLINE, "no even split: {held:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let first = send(&s.client, "stops", 400, |_| "t").await;
+    handled_by(&[&a, &b], &first).await;
+
+    // Freeze a past its session: b takes its queues, and handles what is sent meanwhile.
+    let before = leases(&s.client, "stoppers").await;
+    let a_leases: Vec<(u32, u64)> = before
+        .iter()
+        .filter(|(_, (h, _))| h.as_deref() == Some(a_id.as_str()))
+        .map(|(q, (_, e))| (*q, *e))
+        .collect();
+    assert_eq!(a_leases.len(), 2);
+    a.signal(libc::SIGSTOP);
+    let stopped = Instant::now();
+    let second = send(&s.client, "stops", 400, |_| "t").await;
+    handled_by(&[&b], &second).await;
+    eprintln!(
+        "b handled everything sent while a was stopped, {:?} after SIGSTOP",
+        stopped.elapsed()
+    );
+    let after = leases(&s.client, "stoppers").await;
+    assert!(
+        after
+            .values()
+            .all(|(h, _)| h.as_deref() == Some(b_id.as_str())),
+        "{after:?}"
+    );
+
+    // a resumes: its old leases are fenced, and it never prints what b handled.
+    a.signal(libc::SIGCONT);
+    for (queue, epoch) in &a_leases {
+        let commit = quiver_proto::requests::group::GroupCommit {
+            group: "stoppers".into(),
+            member: a_id.clone(),
+            offsets: vec![quiver_proto::requests::group::OffsetCommit {
+                topic: "stops".into(),
+                queue_id: *queue,
+                epoch: *epoch,
+                offset: 0,
+            }],
+        };
+        let err = s
+            .client
+            .call_raw(
+                &s.server.addr,
+                RequestCode::GroupCommit,
+                bytes::Bytes::from(quiver_proto::encode_body(&commit)),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::GroupFenced), "{err}");
+    }
+    let third = send(&s.client, "stops", 400, |_| "t").await;
+    handled_by(&[&a, &b], &third).await;
+    let second_ids: BTreeSet<String> = second.iter().map(MessageId::to_string).collect();
+    let a_saw: Vec<String> = a.seen.lock().unwrap().clone();
+    let overlap = a_saw.iter().filter(|id| second_ids.contains(*id)).count();
+    assert_eq!(
+        overlap, 0,
+        "a printed messages of queues it lost while stopped"
+    );
+    let fenced_commits = a
+        .errors
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("group.fenced"))
+        .count();
+    eprintln!("a's own commits refused after SIGCONT: {fenced_commits}");
+    let mut count: BTreeMap<String, usize> = BTreeMap::new();
+    for id in a_saw.iter().chain(b.seen.lock().unwrap().iter()) {
+        *count.entry(id.clone()).or_default() += 1;
+    }
+    let duplicates: usize = count.values().map(|n| n - 1).sum();
+    eprintln!("duplicates: {duplicates} (bound: batch 16 x 2 queues)");
+    assert!(duplicates <= 32, "{duplicates}");
 }

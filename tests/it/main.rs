@@ -10,6 +10,7 @@ mod data_safety;
 mod groups;
 mod limits;
 mod long_poll;
+mod member;
 mod query;
 mod recovery;
 mod security;

@@ -3,13 +3,12 @@
 //! are bounded by what it had printed but not committed.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use quiver_client::{Admin, BrokerChoice, Message, Producer};
-use quiver_tests::harness::{bin, serial};
+use quiver_tests::harness::serial;
+
+use crate::member::Member;
 
 use super::{HEARTBEAT, client, start_cluster_env, wait_brokers};
 
@@ -18,69 +17,6 @@ const SESSION: &str = "1s";
 const MESSAGES: usize = 100_000;
 const BATCH: u32 = 32;
 const DEADLINE: Duration = Duration::from_secs(120);
-
-/// A `quiver consume` process and what it printed: `(msg id)` per line.
-struct Member {
-    child: Child,
-    id: Arc<Mutex<Option<String>>>,
-    seen: Arc<Mutex<Vec<String>>>,
-}
-
-impl Member {
-    fn start(tls: &std::path::Path, namesrv: &str) -> Self {
-        let mut child = Command::new(bin("quiver"))
-            .arg("--ca")
-            .arg(tls.join("ca.pem"))
-            .arg("--cert")
-            .arg(tls.join("client.pem"))
-            .arg("--key")
-            .arg(tls.join("client.key"))
-            .args(["--namesrv", namesrv, "--output", "json", "consume"])
-            .args(["--group", "workers", "--topic", "work", "--from", "first"])
-            .args(["--heartbeat", "100ms", "--commit-interval", "0s"])
-            .args(["--batch", &BATCH.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("quiver consume starts");
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let id = Arc::new(Mutex::new(None));
-        let stdout = child.stdout.take().unwrap();
-        let sink = seen.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let value: serde_json::Value = serde_json::from_str(&line).expect("JSON line");
-                sink.lock()
-                    .unwrap()
-                    .push(value["msg_id"].as_str().unwrap().to_owned());
-            }
-        });
-        let stderr = child.stderr.take().unwrap();
-        let member = id.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("(member ").nth(1) {
-                    *member.lock().unwrap() = rest.split(')').next().map(str::to_owned);
-                } else {
-                    eprintln!("consumer: {line}");
-                }
-            }
-        });
-        Member { child, id, seen }
-    }
-
-    fn handled(&self) -> usize {
-        self.seen.lock().unwrap().len()
-    }
-}
-
-impl Drop for Member {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_member_loses_its_queues_and_nothing_is_lost() {
@@ -105,7 +41,7 @@ async fn a_killed_member_loses_its_queues_and_nothing_is_lost() {
     wait_brokers(&namesrv, &cluster.tls, "work", 3, HEARTBEAT * 50).await;
 
     let mut members: Vec<Member> = (0..3)
-        .map(|_| Member::start(&cluster.tls, &namesrv))
+        .map(|_| Member::start(&cluster.tls, &namesrv, "workers", "work", BATCH))
         .collect();
     // The members settle (each holds queues, all eight are held) before any message exists,
     // so every duplicate below comes from the kill.

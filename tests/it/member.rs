@@ -1,0 +1,93 @@
+//! A `quiver consume` process for end-to-end group tests: what it printed, by message id.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use quiver_tests::harness::bin;
+
+/// A `quiver consume` process and what it printed: `(msg id)` per line.
+pub struct Member {
+    pub child: Child,
+    /// Its member id, once it printed it.
+    pub id: Arc<Mutex<Option<String>>>,
+    /// Message ids it printed, in order.
+    pub seen: Arc<Mutex<Vec<String>>>,
+    /// Its error lines.
+    pub errors: Arc<Mutex<Vec<String>>>,
+}
+
+impl Member {
+    pub fn start(tls: &Path, namesrv: &str, group: &str, topic: &str, batch: u32) -> Self {
+        let mut child = Command::new(bin("quiver"))
+            .arg("--ca")
+            .arg(tls.join("ca.pem"))
+            .arg("--cert")
+            .arg(tls.join("client.pem"))
+            .arg("--key")
+            .arg(tls.join("client.key"))
+            .args(["--namesrv", namesrv, "--output", "json", "consume"])
+            .args(["--group", group, "--topic", topic, "--from", "first"])
+            .args(["--heartbeat", "100ms", "--commit-interval", "0s"])
+            .args(["--batch", &batch.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("quiver consume starts");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let id = Arc::new(Mutex::new(None));
+        let stdout = child.stdout.take().unwrap();
+        let sink = seen.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let value: serde_json::Value = serde_json::from_str(&line).expect("JSON line");
+                sink.lock()
+                    .unwrap()
+                    .push(value["msg_id"].as_str().unwrap().to_owned());
+            }
+        });
+        let stderr = child.stderr.take().unwrap();
+        let member = id.clone();
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let error_sink = errors.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("(member ").nth(1) {
+                    *member.lock().unwrap() = rest.split(')').next().map(str::to_owned);
+                } else {
+                    eprintln!("consumer: {line}");
+                    error_sink.lock().unwrap().push(line);
+                }
+            }
+        });
+        Member {
+            child,
+            id,
+            seen,
+            errors,
+        }
+    }
+
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: i32) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    pub fn handled(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
