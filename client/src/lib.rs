@@ -32,7 +32,9 @@ pub use batcher::AutoBatch;
 pub use client::{Client, ClientOptions};
 pub use consumer::{PullConsumer, QueueRange};
 pub use error::ClientError;
-pub use group::{Delivery, GroupConsumer, GroupOptions, GroupStart};
+pub use group::{
+    Delivery, GroupConsumer, GroupOptions, GroupStart, Outcome, PushConsumer, PushOptions,
+};
 pub use producer::{Message, Producer, SendResult};
 pub use queue::MessageQueue;
 pub use quiver_proto::{ErrorCode, MessageId, StoredMessage};

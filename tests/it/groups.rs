@@ -1,19 +1,24 @@
 //! Consumer groups end to end, on a standalone with a short group session: members share
 //! the queues, a leave moves them at once, every message is handled, offsets survive a
 //! broker restart, conflicting subscriptions are refused, and the broker's tag filter
-//! shows in the pull replies.
+//! shows in the pull replies; a stopped member is fenced; push consumers, orderly and
+//! concurrent, handle everything through failures.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use quiver_client::group::HandlerFuture;
 use quiver_client::{
-    Admin, Client, ErrorCode, GroupConsumer, GroupOptions, GroupStart, Message, MessageId, Producer,
+    Admin, Client, Delivery, ErrorCode, GroupConsumer, GroupOptions, GroupStart, Message,
+    MessageId, Outcome, Producer, PushConsumer, PushOptions,
 };
 use quiver_proto::RequestCode;
 use quiver_proto::requests::group::{
     GroupHeartbeat, GroupHeartbeatResponse, GroupPull, GroupPullResponse, StartFrom, Subscription,
 };
 use quiver_tests::harness::{Spec, serial};
+use quiver_tests::history::{History, Reads, check};
 
 use crate::member::Member;
 use crate::setup;
@@ -418,4 +423,179 @@ async fn a_stopped_member_is_fenced_and_never_handles_a_moved_queue() {
     let duplicates: usize = count.values().map(|n| n - 1).sum();
     eprintln!("duplicates: {duplicates} (bound: batch 16 x 2 queues)");
     assert!(duplicates <= 32, "{duplicates}");
+}
+
+/// A deterministic "random" failure: about one attempt in `one_in` fails.
+fn fails(body: &[u8], attempt: u64, one_in: u64) -> bool {
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    for byte in body.iter().chain(&attempt.to_le_bytes()) {
+        hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    hash.is_multiple_of(one_in)
+}
+
+fn push_options(group: &str, topic: &str, orderly: bool) -> PushOptions {
+    let mut options = PushOptions::new(options(group, topic, "*"));
+    options.orderly = orderly;
+    options.retry_delay = Duration::from_millis(2);
+    options
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orderly_push_keeps_every_keys_order_through_random_failures() {
+    let _serial = serial();
+    let s = setup(spec(), "ledger", 4).await;
+    // key → sequence numbers handled successfully, in handling order.
+    let handled: Arc<Mutex<BTreeMap<String, Vec<u64>>>> = Arc::default();
+    let reads = Arc::new(Reads::new());
+    let attempts: Arc<Mutex<BTreeMap<Vec<u8>, u64>>> = Arc::default();
+    let handler = {
+        let (handled, reads, attempts) = (handled.clone(), reads.clone(), attempts.clone());
+        Arc::new(move |delivery: Delivery| -> HandlerFuture {
+            let (handled, reads, attempts) = (handled.clone(), reads.clone(), attempts.clone());
+            Box::pin(async move {
+                let body = delivery.message.body.clone();
+                let attempt = {
+                    let mut attempts = attempts.lock().unwrap();
+                    let n = attempts.entry(body.to_vec()).or_default();
+                    *n += 1;
+                    *n
+                };
+                if fails(&body, attempt, 10) {
+                    return Outcome::Retry(Some(Duration::from_millis(1)));
+                }
+                let text = String::from_utf8(body.to_vec()).unwrap();
+                let (key, seq) = text.split_once('/').unwrap();
+                handled
+                    .lock()
+                    .unwrap()
+                    .entry(key.to_owned())
+                    .or_default()
+                    .push(seq.parse().unwrap());
+                let m = &delivery.message;
+                reads.record(&delivery.queue, m.offset, m.msg_id, m.body.clone());
+                Outcome::Success
+            })
+        }) as quiver_client::group::Handler
+    };
+    let a = PushConsumer::start(
+        s.client.clone(),
+        push_options("ordered", "ledger", true),
+        handler.clone(),
+    )
+    .await
+    .unwrap();
+    let b = PushConsumer::start(
+        s.client.clone(),
+        push_options("ordered", "ledger", true),
+        handler,
+    )
+    .await
+    .unwrap();
+    until("two orderly members split four queues", || {
+        a.assigned().len() == 2 && b.assigned().len() == 2
+    })
+    .await;
+
+    let history = Arc::new(History::new());
+    let producer = Arc::new(Producer::new(s.client.clone()));
+    let mut senders = tokio::task::JoinSet::new();
+    for key in 0..100 {
+        let (producer, history) = (producer.clone(), history.clone());
+        senders.spawn(async move {
+            for seq in 0..100u64 {
+                let body = bytes::Bytes::from(format!("key{key}/{seq}"));
+                history.invoke_ordered(&body, &format!("key{key}"), seq);
+                let sent = producer
+                    .send_ordered("ledger", &format!("key{key}"), Message::new(body.clone()))
+                    .await
+                    .unwrap();
+                history.ok(&body, sent.msg_id);
+            }
+        });
+    }
+    while let Some(done) = senders.join_next().await {
+        done.unwrap();
+    }
+    until("every message handled", || reads.messages() == 10_000).await;
+    let report = check(&history, &reads);
+    assert_eq!(report.lost.count, 0, "{report:?}");
+    assert_eq!(report.unexpected.count, 0, "{report:?}");
+    for (key, seqs) in handled.lock().unwrap().iter() {
+        assert_eq!(
+            *seqs,
+            (0..100).collect::<Vec<u64>>(),
+            "key {key} handled out of order"
+        );
+    }
+    let retried = attempts
+        .lock()
+        .unwrap()
+        .values()
+        .filter(|n| **n > 1)
+        .count();
+    eprintln!(
+        "orderly: 10,000 messages over 100 keys, {retried} retried in place, every key in order"
+    );
+    assert!(retried > 0, "the handler failed some attempts");
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_concurrent_push_consumer_handles_everything_and_commits_past_retries() {
+    let _serial = serial();
+    let s = setup(spec(), "jobs", 2).await;
+    let done: Arc<Mutex<BTreeMap<MessageId, u64>>> = Arc::default();
+    let handler = {
+        let done = done.clone();
+        Arc::new(move |delivery: Delivery| -> HandlerFuture {
+            let done = done.clone();
+            Box::pin(async move {
+                let mut done = done.lock().unwrap();
+                let n = done.entry(delivery.message.msg_id).or_default();
+                *n += 1;
+                // Every message fails its first attempt once in five.
+                if *n == 1 && fails(&delivery.message.body, 0, 5) {
+                    return Outcome::Failure;
+                }
+                Outcome::Success
+            })
+        }) as quiver_client::group::Handler
+    };
+    let consumer = PushConsumer::start(
+        s.client.clone(),
+        push_options("workers", "jobs", false),
+        handler,
+    )
+    .await
+    .unwrap();
+    let sent = send(&s.client, "jobs", 1000, |_| "t").await;
+    until("every message handled", || {
+        done.lock().unwrap().len() == 1000
+    })
+    .await;
+    let attempts: u64 = done.lock().unwrap().values().sum();
+    let failed_once = sent
+        .iter()
+        .filter(|id| done.lock().unwrap()[*id] == 2)
+        .count() as u64;
+    assert!(failed_once > 0);
+    assert_eq!(
+        attempts,
+        1000 + failed_once,
+        "a failed message is handled again, once"
+    );
+    consumer.close().await.unwrap();
+    let info = &Admin::new(s.client.clone())
+        .describe_group("workers")
+        .await
+        .unwrap()[0]
+        .info;
+    let committed: u64 = info.queues.iter().map(|q| q.committed.unwrap_or(0)).sum();
+    assert_eq!(
+        committed, 1000,
+        "close commits up to the last message: {:?}",
+        info.queues
+    );
 }

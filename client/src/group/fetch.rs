@@ -11,7 +11,7 @@ use quiver_proto::{ErrorCode, RequestCode};
 use tokio::task::JoinHandle;
 use tracing::debug;
 
-use super::session::{Batch, Session};
+use super::session::{Batch, QueueBudget, Session};
 use crate::consumer::PULL_BYTES_DEFAULT;
 use crate::error::ClientError;
 use crate::queue::MessageQueue;
@@ -26,11 +26,17 @@ pub(super) fn spawn(
     epoch: u64,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
+        let budget = session
+            .budget
+            .map(|(msgs, bytes)| Arc::new(QueueBudget::new(msgs, bytes)));
         let mut offset = None;
         let wait_ms = u32::try_from(session.options.pull_wait.as_millis())
             .unwrap_or(u32::MAX)
             .min(PULL_WAIT_MS_MAX);
         loop {
+            if let Some(budget) = &budget {
+                budget.room().await;
+            }
             let request = GroupPull {
                 group: session.options.group.clone(),
                 member: session.member().to_owned(),
@@ -62,11 +68,15 @@ pub(super) fn spawn(
                     if response.messages.is_empty() && !moved {
                         continue;
                     }
+                    if let Some(budget) = &budget {
+                        budget.take(&response.messages);
+                    }
                     let batch = Batch {
                         queue: queue.clone(),
                         epoch,
                         messages: response.messages,
                         next_offset: response.next_offset,
+                        budget: budget.clone(),
                     };
                     if session.tx.send(batch).await.is_err() {
                         return;

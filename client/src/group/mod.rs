@@ -5,8 +5,10 @@
 //! - `session.rs`: heartbeats to every broker serving the subscribed topics, the leases
 //!   they grant, and offset commits.
 //! - `fetch.rs`: one task per leased queue that long-polls it into a bounded channel.
+//! - [`push`]: [`push::PushConsumer`], which calls a handler per message.
 
 mod fetch;
+pub mod push;
 mod session;
 
 use std::collections::HashMap;
@@ -23,6 +25,7 @@ use crate::queue::MessageQueue;
 
 use self::session::{Batch, Session};
 
+pub use push::{Handler, HandlerFuture, Outcome, PushConsumer, PushOptions};
 pub use quiver_proto::requests::group::StartFrom as GroupStart;
 
 /// Default messages per pull of a group member.
@@ -106,22 +109,13 @@ impl GroupConsumer {
     /// topics before this returns, so a refused subscription (`group.subscription_conflict`)
     /// or a bad tag expression is an error here.
     pub async fn start(client: Client, options: GroupOptions) -> Result<Self, ClientError> {
-        if options.subscriptions.is_empty() {
-            return Err(ClientError::Invalid(
-                "a group member needs at least one subscription (topic and tags)".into(),
-            ));
-        }
-        let (tx, rx) = mpsc::channel(FETCHED_BATCHES_MAX);
-        let (stop, stopped) = watch::channel(false);
-        let session = Arc::new(Session::new(client, options, tx, stopped));
-        session.heartbeat_all().await?;
-        let tasks = vec![tokio::spawn(session.clone().run())];
+        let joined = join(client, options, None).await?;
         Ok(GroupConsumer {
-            session,
-            batches: tokio::sync::Mutex::new(rx),
+            session: joined.session,
+            batches: tokio::sync::Mutex::new(joined.batches),
             returned: Mutex::new(Vec::new()),
-            stop,
-            tasks: Mutex::new(tasks),
+            stop: joined.stop,
+            tasks: Mutex::new(vec![joined.heartbeat]),
         })
     }
 
@@ -211,6 +205,43 @@ impl Drop for GroupConsumer {
             task.abort();
         }
     }
+}
+
+/// A member that joined: its session, the fetched batches, the stop switch and the
+/// heartbeat task.
+struct Joined {
+    session: Arc<Session>,
+    batches: mpsc::Receiver<Batch>,
+    stop: watch::Sender<bool>,
+    heartbeat: tokio::task::JoinHandle<()>,
+}
+
+/// Joins the group: the first heartbeat reaches every broker before this returns.
+async fn join(
+    client: Client,
+    options: GroupOptions,
+    budget: Option<(usize, usize)>,
+) -> Result<Joined, ClientError> {
+    if options.subscriptions.is_empty() {
+        return Err(ClientError::Invalid(
+            "a group member needs at least one subscription (topic and tags)".into(),
+        ));
+    }
+    let (tx, batches) = mpsc::channel(FETCHED_BATCHES_MAX);
+    let (stop, stopped) = watch::channel(false);
+    let mut session = Session::new(client, options, tx, stopped);
+    if let Some((msgs, bytes)) = budget {
+        session = session.with_budget(msgs, bytes);
+    }
+    let session = Arc::new(session);
+    session.heartbeat_all().await?;
+    let heartbeat = tokio::spawn(session.clone().run());
+    Ok(Joined {
+        session,
+        batches,
+        stop,
+        heartbeat,
+    })
 }
 
 /// Leases this member holds, by queue.

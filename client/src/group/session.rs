@@ -30,6 +30,65 @@ pub(crate) struct Batch {
     pub(crate) messages: Vec<StoredMessage>,
     /// Where the next read starts: done once the application finished these messages.
     pub(crate) next_offset: u64,
+    /// The queue's buffer budget these messages hold (push consumers), given back as each
+    /// message is finished.
+    pub(crate) budget: Option<Arc<QueueBudget>>,
+}
+
+/// How much of one queue a push consumer may hold fetched but unfinished: the queue's
+/// fetcher pulls only while it holds less (so it overshoots by at most one pull).
+pub(crate) struct QueueBudget {
+    limit_msgs: usize,
+    limit_bytes: usize,
+    /// Messages and body bytes fetched and not yet finished.
+    used: Mutex<(usize, usize)>,
+    freed: tokio::sync::Notify,
+}
+
+impl QueueBudget {
+    pub(crate) fn new(limit_msgs: usize, limit_bytes: usize) -> Self {
+        QueueBudget {
+            limit_msgs: limit_msgs.max(1),
+            limit_bytes: limit_bytes.max(1),
+            used: Mutex::new((0, 0)),
+            freed: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn used(&self) -> std::sync::MutexGuard<'_, (usize, usize)> {
+        self.used.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until the queue holds less than its limits.
+    pub(crate) async fn room(&self) {
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            let (msgs, bytes) = *self.used();
+            if msgs < self.limit_msgs && bytes < self.limit_bytes {
+                return;
+            }
+            freed.await;
+        }
+    }
+
+    /// Counts fetched messages against the budget.
+    pub(crate) fn take(&self, messages: &[StoredMessage]) {
+        let mut used = self.used();
+        used.0 += messages.len();
+        used.1 += messages.iter().map(|m| m.body.len()).sum::<usize>();
+    }
+
+    /// Gives back one finished message's share.
+    pub(crate) fn give(&self, msg: &StoredMessage) {
+        {
+            let mut used = self.used();
+            used.0 = used.0.saturating_sub(1);
+            used.1 = used.1.saturating_sub(msg.body.len());
+        }
+        self.freed.notify_waiters();
+    }
 }
 
 /// A lease this member holds.
@@ -62,6 +121,8 @@ pub(crate) struct Session {
     failed: Mutex<Option<ClientError>>,
     lease_ms: AtomicU64,
     pub(crate) pending: AtomicBool,
+    /// Per-queue buffer limits `(messages, bytes)` of a push consumer.
+    pub(crate) budget: Option<(usize, usize)>,
 }
 
 impl Session {
@@ -83,7 +144,14 @@ impl Session {
             failed: Mutex::new(None),
             lease_ms: AtomicU64::new(u64::MAX),
             pending: AtomicBool::new(false),
+            budget: None,
         }
+    }
+
+    /// Limits each queue's fetched-but-unfinished messages (push consumers).
+    pub(crate) fn with_budget(mut self, msgs: usize, bytes: usize) -> Self {
+        self.budget = Some((msgs, bytes));
+        self
     }
 
     pub(crate) fn member(&self) -> &str {
