@@ -33,7 +33,8 @@ pub use client::{Client, ClientOptions};
 pub use consumer::{PullConsumer, QueueRange};
 pub use error::ClientError;
 pub use group::{
-    Delivery, GroupConsumer, GroupOptions, GroupStart, Outcome, PushConsumer, PushOptions,
+    BroadcastConsumer, Delivery, GroupConsumer, GroupOptions, GroupStart, Outcome, PushConsumer,
+    PushOptions,
 };
 pub use producer::{Message, Producer, SendResult};
 pub use queue::MessageQueue;

@@ -78,6 +78,10 @@ request_codes! {
     MsgQueryKey = 203, "msg.query_key", Client;
     /// Min and max offsets of a topic's queues.
     QueueOffsets = 204, "queue.offsets", Client;
+    /// Pull with a tag expression applied on the broker.
+    MsgPullFiltered = 205, "msg.pull_filtered", Client;
+    /// Each queue's first offset stored at or after a time.
+    QueueOffsetAtTime = 206, "queue.offset_at_time", Client;
     /// A topic's route: which broker serves which queues.
     RouteGet = 300, "route.get", Client;
     /// A broker announces itself and its topics to a name server.

@@ -599,3 +599,84 @@ async fn a_concurrent_push_consumer_handles_everything_and_commits_past_retries(
         info.queues
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broadcasting_members_each_get_everything_and_resume_from_their_file() {
+    let _serial = serial();
+    let s = setup(spec(), "news", 3).await;
+    let tls = s.server.tls_dir();
+    let states = tempfile::tempdir().unwrap();
+    let start = |n: usize| {
+        let dir = states.path().join(format!("m{n}"));
+        Member::start_with(
+            &tls,
+            &s.server.addr,
+            &[
+                "--group",
+                "readers",
+                "--topic",
+                "news",
+                "--tags",
+                "keep",
+                "--mode",
+                "broadcast",
+                "--state-dir",
+                dir.to_str().unwrap(),
+                "--from",
+                "first",
+                "--commit-interval",
+                "0s",
+            ],
+        )
+    };
+    let members: Vec<Member> = (0..3).map(start).collect();
+    let first = send(&s.client, "news", 300, |i| {
+        if i % 2 == 0 { "keep" } else { "drop" }
+    })
+    .await;
+    let kept: BTreeSet<MessageId> = {
+        let all = crate::read_all(&s.client, "news").await;
+        all.values()
+            .flatten()
+            .filter(|m| m.tag.as_deref() == Some("keep"))
+            .map(|m| m.msg_id)
+            .collect()
+    };
+    assert_eq!(kept.len(), 150);
+    assert!(kept.iter().all(|id| first.contains(id)));
+    for member in &members {
+        handled_by(&[member], &kept).await;
+    }
+    for member in &members {
+        assert_eq!(
+            member.handled(),
+            150,
+            "each member gets each kept message once"
+        );
+    }
+
+    // Member 0 stops (Ctrl-C saves its offsets), misses a second round, and resumes.
+    let mut members = members;
+    let mut stopped = members.remove(0);
+    stopped.signal(libc::SIGINT);
+    let status = stopped.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    drop(stopped);
+    let second = send(&s.client, "news", 100, |_| "keep").await;
+    for member in &members {
+        handled_by(&[member], &second).await;
+    }
+    let resumed = start(0);
+    handled_by(&[&resumed], &second).await;
+    let printed: Vec<String> = resumed.seen.lock().unwrap().clone();
+    let second_ids: BTreeSet<String> = second.iter().map(MessageId::to_string).collect();
+    assert!(
+        printed.iter().all(|id| second_ids.contains(id)),
+        "the resumed member re-read {} messages it had saved",
+        printed
+            .iter()
+            .filter(|id| !second_ids.contains(*id))
+            .count()
+    );
+    assert_eq!(printed.len(), 100);
+}

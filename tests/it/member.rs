@@ -19,7 +19,32 @@ pub struct Member {
 }
 
 impl Member {
+    /// A clustering member of `group` reading `topic` from the first message, heartbeating
+    /// every 100 ms and committing after every batch it prints.
     pub fn start(tls: &Path, namesrv: &str, group: &str, topic: &str, batch: u32) -> Self {
+        let batch = batch.to_string();
+        Self::start_with(
+            tls,
+            namesrv,
+            &[
+                "--group",
+                group,
+                "--topic",
+                topic,
+                "--from",
+                "first",
+                "--heartbeat",
+                "100ms",
+                "--commit-interval",
+                "0s",
+                "--batch",
+                &batch,
+            ],
+        )
+    }
+
+    /// `quiver consume` with `args`.
+    pub fn start_with(tls: &Path, namesrv: &str, args: &[&str]) -> Self {
         let mut child = Command::new(bin("quiver"))
             .arg("--ca")
             .arg(tls.join("ca.pem"))
@@ -28,9 +53,7 @@ impl Member {
             .arg("--key")
             .arg(tls.join("client.key"))
             .args(["--namesrv", namesrv, "--output", "json", "consume"])
-            .args(["--group", group, "--topic", topic, "--from", "first"])
-            .args(["--heartbeat", "100ms", "--commit-interval", "0s"])
-            .args(["--batch", &batch.to_string()])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -63,6 +63,8 @@ impl Broker {
             RequestCode::MsgQueryId => handlers::msg::query_id(self, body).await,
             RequestCode::MsgQueryKey => handlers::msg::query_key(self, body).await,
             RequestCode::QueueOffsets => handlers::msg::queue_offsets(self, body).await,
+            RequestCode::MsgPullFiltered => handlers::msg::pull_filtered(self, body).await,
+            RequestCode::QueueOffsetAtTime => handlers::msg::offset_at_time(self, body).await,
             RequestCode::RouteGet => handlers::route::get(self, body).await,
             RequestCode::ClusterList => handlers::route::cluster_list(self, body).await,
             RequestCode::BrokerRegister

@@ -3,7 +3,11 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail};
-use quiver_client::{GroupConsumer, GroupOptions, GroupStart};
+use std::path::PathBuf;
+
+use quiver_client::{
+    BroadcastConsumer, ClientError, Delivery, GroupConsumer, GroupOptions, GroupStart,
+};
 
 use crate::connect::{Context, Output};
 use crate::output::message_json;
@@ -23,6 +27,13 @@ pub struct ConsumeArgs {
     /// (RFC 3339, e.g. 2026-12-02T10:00:00Z, or milliseconds since the Unix epoch).
     #[arg(long, default_value = "last")]
     from: String,
+    /// `clustering` (the group's members share the queues) or `broadcast` (every member gets
+    /// every message; offsets kept in --state-dir).
+    #[arg(long, default_value = "clustering", value_parser = ["clustering", "broadcast"])]
+    mode: String,
+    /// Broadcast mode: the directory of this member's offsets file.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
     /// Stop after this many messages (default: run until Ctrl-C).
     #[arg(long)]
     count: Option<u64>,
@@ -66,13 +77,20 @@ pub async fn run(args: ConsumeArgs, ctx: &Context) -> anyhow::Result<()> {
     options.pull_msgs = args.batch;
     let commit_each_batch = args.commit_interval.is_zero();
     options.auto_commit = (!commit_each_batch).then_some(args.commit_interval);
-    let consumer = GroupConsumer::start(ctx.client.clone(), options).await?;
+    let consumer = if args.mode == "broadcast" {
+        let Some(dir) = &args.state_dir else {
+            bail!("--mode broadcast needs --state-dir DIR: where this member keeps its offsets");
+        };
+        Member::Broadcast(BroadcastConsumer::start(ctx.client.clone(), options, dir).await?)
+    } else {
+        Member::Group(GroupConsumer::start(ctx.client.clone(), options).await?)
+    };
     eprintln!(
-        "consuming {} [{}] as group {} (member {}); Ctrl-C commits and leaves",
+        "consuming {} [{}] as group {} ({}); Ctrl-C commits and leaves",
         args.topic,
         args.tags,
         args.group,
-        consumer.member()
+        consumer.describe()
     );
     let mut seen = 0u64;
     let outcome = loop {
@@ -117,4 +135,40 @@ pub async fn run(args: ConsumeArgs, ctx: &Context) -> anyhow::Result<()> {
 
 fn time_text(ms: u64) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+/// A clustering or a broadcasting member.
+enum Member {
+    Group(GroupConsumer),
+    Broadcast(BroadcastConsumer),
+}
+
+impl Member {
+    fn describe(&self) -> String {
+        match self {
+            Member::Group(c) => format!("member {}", c.member()),
+            Member::Broadcast(c) => format!("broadcast, {} queues", c.queues().len()),
+        }
+    }
+
+    async fn poll(&self, wait: Duration) -> Result<Vec<Delivery>, ClientError> {
+        match self {
+            Member::Group(c) => c.poll(wait).await,
+            Member::Broadcast(c) => c.poll(wait).await,
+        }
+    }
+
+    async fn commit(&self) -> Result<(), ClientError> {
+        match self {
+            Member::Group(c) => c.commit().await,
+            Member::Broadcast(c) => c.commit().await,
+        }
+    }
+
+    async fn close(&self) -> Result<(), ClientError> {
+        match self {
+            Member::Group(c) => c.close().await,
+            Member::Broadcast(c) => c.close().await,
+        }
+    }
 }

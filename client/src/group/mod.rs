@@ -6,10 +6,14 @@
 //!   they grant, and offset commits.
 //! - `fetch.rs`: one task per leased queue that long-polls it into a bounded channel.
 //! - [`push`]: [`push::PushConsumer`], which calls a handler per message.
+//! - [`broadcast`]: [`broadcast::BroadcastConsumer`]: every member gets every message;
+//!   offsets in a local file (`state_file.rs`).
 
+pub mod broadcast;
 mod fetch;
 pub mod push;
 mod session;
+mod state_file;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -25,6 +29,7 @@ use crate::queue::MessageQueue;
 
 use self::session::{Batch, Session};
 
+pub use broadcast::BroadcastConsumer;
 pub use push::{Handler, HandlerFuture, Outcome, PushConsumer, PushOptions};
 pub use quiver_proto::requests::group::StartFrom as GroupStart;
 

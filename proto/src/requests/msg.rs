@@ -137,6 +137,44 @@ pub struct QueueOffsetsResponse {
     pub queues: Vec<QueueOffsets>,
 }
 
+/// `msg.pull_filtered`: `msg.pull` with a tag expression, applied on the broker (the
+/// messages it skips are never read from the log); answered with a
+/// [`crate::requests::group::GroupPullResponse`], which counts them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilteredPullRequest {
+    /// Topic name.
+    pub topic: String,
+    /// Queue.
+    pub queue_id: u32,
+    /// First offset to read.
+    pub offset: u64,
+    /// At most this many messages.
+    pub max_msgs: u32,
+    /// At most about this many body bytes (at least one message is returned).
+    pub max_bytes: u32,
+    /// Long-poll: wait up to this long for a matching message.
+    pub wait_ms: u32,
+    /// Tag expression: `*`, `A`, `A || B`.
+    pub tags: String,
+}
+
+/// `queue.offset_at_time`: each queue's first offset stored at or after a time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OffsetAtTimeRequest {
+    /// Topic name.
+    pub topic: String,
+    /// Milliseconds since the Unix epoch.
+    pub time_ms: u64,
+}
+
+/// Answer to `queue.offset_at_time`: `(queue, offset)` for every queue of the topic.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OffsetAtTimeResponse {
+    /// `(queue, offset)`.
+    #[serde(deserialize_with = "crate::decode::seq::<_, _, { QUEUES_MAX as usize }>")]
+    pub queues: Vec<(u32, u64)>,
+}
+
 /// Decodes a `msg.send` body without copying message bodies: each body is a slice of
 /// `frame_body` (a send batch is the largest thing on the wire; this saves a copy of it).
 ///

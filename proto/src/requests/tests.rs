@@ -129,6 +129,10 @@ proptest! {
         round_trip(&GroupUpdate { group: group.clone(), settings });
         round_trip(&GroupResetOffset { group, topic, to: start });
         round_trip(&GroupResetOffsetResponse { queues: vec![(q, n)] });
+        round_trip(&FilteredPullRequest { topic: tags_of("t"), queue_id: q, offset: n, max_msgs: q,
+            max_bytes: q, wait_ms: q, tags: tags_of("a || b") });
+        round_trip(&OffsetAtTimeRequest { topic: tags_of("t"), time_ms: n });
+        round_trip(&OffsetAtTimeResponse { queues: vec![(q, n), (0, 0)] });
     }
 
     #[test]

@@ -4,9 +4,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use quiver_net::Failure;
+use quiver_proto::requests::group::GroupPullResponse;
 use quiver_proto::requests::msg::{
-    PullRequest, PullResponse, QueryIdRequest, QueryKeyRequest, QueryResponse, QueueOffsets,
-    QueueOffsetsRequest, QueueOffsetsResponse, SendResponse, decode_send_request,
+    FilteredPullRequest, OffsetAtTimeRequest, OffsetAtTimeResponse, PullRequest, PullResponse,
+    QueryIdRequest, QueryKeyRequest, QueryResponse, QueueOffsets, QueueOffsetsRequest,
+    QueueOffsetsResponse, SendResponse, decode_send_request,
 };
 use quiver_proto::{ErrorCode, decode_body, encode_body_sized};
 
@@ -105,4 +107,51 @@ pub(crate) fn offsets_of(topic: &TopicChange) -> Vec<QueueOffsets> {
             max_offset: range.max,
         })
         .collect()
+}
+
+pub(crate) async fn pull_filtered(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure> {
+    let request: FilteredPullRequest = decode_body(body)?;
+    let name = topic_name(&request.topic)?;
+    let tags = TagExpr::parse(&request.tags)
+        .map_err(|err| Failure::new(ErrorCode::InvalidArgument, err.to_string()))?;
+    let spec = PullSpec {
+        topic: name.as_str().to_owned(),
+        queue_id: request.queue_id,
+        offset: request.offset,
+        max_msgs: request.max_msgs,
+        max_bytes: request.max_bytes,
+        tags,
+    };
+    let wait = Duration::from_millis(u64::from(request.wait_ms));
+    let pulled = broker.core.pull(&spec, wait).await?;
+    let capacity = pulled
+        .messages
+        .iter()
+        .map(|msg| msg.body.len() + PULL_MESSAGE_OVERHEAD_BYTES)
+        .sum::<usize>();
+    let filtered =
+        (pulled.next_offset - request.offset).saturating_sub(pulled.messages.len() as u64);
+    let response = GroupPullResponse {
+        messages: pulled.messages,
+        next_offset: pulled.next_offset,
+        min_offset: pulled.min_offset,
+        max_offset: pulled.max_offset,
+        filtered,
+    };
+    Ok(Bytes::from(encode_body_sized(&response, capacity + 64)))
+}
+
+pub(crate) async fn offset_at_time(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure> {
+    let request: OffsetAtTimeRequest = decode_body(body)?;
+    let name = topic_name(&request.topic)?;
+    let topic = broker.core.describe_topic(name.as_str()).await?;
+    let mut queues = Vec::with_capacity(topic.queues.len());
+    for queue_id in 0..topic.queues.len() as u32 {
+        let offset = broker
+            .core
+            .offset_at_time(name.as_str(), queue_id, request.time_ms)
+            .await?;
+        queues.push((queue_id, offset));
+    }
+    reply(&OffsetAtTimeResponse { queues })
 }
