@@ -245,6 +245,7 @@ async fn the_tag_filter_runs_on_the_broker() {
             tags: "keep".into(),
         }],
         start: StartFrom::First,
+        finishing: vec![],
     };
     let granted: GroupHeartbeatResponse = s
         .client

@@ -14,6 +14,8 @@ pub struct Member {
     pub id: Arc<Mutex<Option<String>>>,
     /// Message ids it printed, in order.
     pub seen: Arc<Mutex<Vec<String>>>,
+    /// `(broker, queue, offset)` of each message it printed, in order.
+    pub positions: Arc<Mutex<Vec<(String, u64, u64)>>>,
     /// Its error lines.
     pub errors: Arc<Mutex<Vec<String>>>,
 }
@@ -63,12 +65,19 @@ impl Member {
         let id = Arc::new(Mutex::new(None));
         let stdout = child.stdout.take().unwrap();
         let sink = seen.clone();
+        let positions = Arc::new(Mutex::new(Vec::new()));
+        let positions_sink = positions.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 let value: serde_json::Value = serde_json::from_str(&line).expect("JSON line");
                 sink.lock()
                     .unwrap()
                     .push(value["msg_id"].as_str().unwrap().to_owned());
+                positions_sink.lock().unwrap().push((
+                    value["broker"].as_str().unwrap_or_default().to_owned(),
+                    value["queue_id"].as_u64().unwrap(),
+                    value["offset"].as_u64().unwrap(),
+                ));
             }
         });
         let stderr = child.stderr.take().unwrap();
@@ -89,6 +98,7 @@ impl Member {
             child,
             id,
             seen,
+            positions,
             errors,
         }
     }

@@ -108,7 +108,11 @@ pub async fn run(args: ConsumeArgs, ctx: &Context) -> anyhow::Result<()> {
         for delivery in deliveries {
             let msg = &delivery.message;
             match ctx.output {
-                Output::Json => println!("{}", message_json(msg)),
+                Output::Json => {
+                    let mut line = message_json(msg);
+                    line["broker"] = delivery.queue.broker_name.clone().into();
+                    println!("{line}");
+                }
                 Output::Text => println!(
                     "{} {}#{} offset {} id {} tag {} {}",
                     time_text(msg.stored_ms),

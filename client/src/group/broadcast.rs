@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
 use super::state_file::StateFile;
-use super::{Delivery, GroupOptions};
+use super::{Delivery, GroupOptions, Incoming};
 use crate::client::Client;
 use crate::consumer::PULL_BYTES_DEFAULT;
 use crate::error::ClientError;
@@ -50,7 +50,7 @@ struct Shared {
 /// A broadcasting group member.
 pub struct BroadcastConsumer {
     shared: Arc<Shared>,
-    batches: tokio::sync::Mutex<mpsc::Receiver<Fetched>>,
+    batches: tokio::sync::Mutex<Incoming<Fetched>>,
     returned: Mutex<Vec<(MessageQueue, u64)>>,
     stop: watch::Sender<bool>,
     saver: Mutex<Option<JoinHandle<()>>>,
@@ -86,7 +86,7 @@ impl BroadcastConsumer {
         let saver = tokio::spawn(shared.clone().keep_saving(stopped));
         Ok(BroadcastConsumer {
             shared,
-            batches: tokio::sync::Mutex::new(rx),
+            batches: tokio::sync::Mutex::new(Incoming::new(rx)),
             returned: Mutex::new(Vec::new()),
             stop,
             saver: Mutex::new(Some(saver)),
@@ -101,23 +101,10 @@ impl BroadcastConsumer {
     /// Marks what the last `poll` returned as done, then waits up to `wait` for messages.
     pub async fn poll(&self, wait: Duration) -> Result<Vec<Delivery>, ClientError> {
         self.mark_done();
-        let mut rx = self.batches.lock().await;
-        let mut out = Vec::new();
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            let batch = match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(batch)) => batch,
-                Ok(None) | Err(_) => break,
-            };
-            self.take(batch, &mut out);
-            while let Ok(batch) = rx.try_recv() {
-                self.take(batch, &mut out);
-            }
-            if !out.is_empty() {
-                break;
-            }
-        }
-        Ok(out)
+        let mut incoming = self.batches.lock().await;
+        Ok(incoming
+            .poll(wait, |b| &b.queue, |batch, out| self.take(batch, out))
+            .await)
     }
 
     fn take(&self, batch: Fetched, out: &mut Vec<Delivery>) {

@@ -102,11 +102,10 @@ pub struct Delivery {
 /// A member of a consumer group (clustering: the group's members share the queues).
 pub struct GroupConsumer {
     session: Arc<Session>,
-    batches: tokio::sync::Mutex<mpsc::Receiver<Batch>>,
+    batches: tokio::sync::Mutex<Incoming<Batch>>,
     /// What the last `poll` returned, done when the next `poll` (or `commit`) is called.
     returned: Mutex<Vec<(MessageQueue, u64, u64)>>,
-    stop: watch::Sender<bool>,
-    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    tasks: Tasks,
 }
 
 impl GroupConsumer {
@@ -117,10 +116,9 @@ impl GroupConsumer {
         let joined = join(client, options, None).await?;
         Ok(GroupConsumer {
             session: joined.session,
-            batches: tokio::sync::Mutex::new(joined.batches),
+            batches: tokio::sync::Mutex::new(Incoming::new(joined.batches)),
             returned: Mutex::new(Vec::new()),
-            stop: joined.stop,
-            tasks: Mutex::new(vec![joined.heartbeat]),
+            tasks: Tasks::new(joined.stop, vec![joined.heartbeat]),
         })
     }
 
@@ -139,23 +137,10 @@ impl GroupConsumer {
     pub async fn poll(&self, wait: Duration) -> Result<Vec<Delivery>, ClientError> {
         self.mark_done();
         self.session.check_failed()?;
-        let mut rx = self.batches.lock().await;
-        let mut out = Vec::new();
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            let batch = match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(batch)) => batch,
-                Ok(None) | Err(_) => break,
-            };
-            self.take(batch, &mut out);
-            while let Ok(batch) = rx.try_recv() {
-                self.take(batch, &mut out);
-            }
-            if !out.is_empty() {
-                break;
-            }
-        }
-        Ok(out)
+        let mut incoming = self.batches.lock().await;
+        Ok(incoming
+            .poll(wait, |b| &b.queue, |batch, out| self.take(batch, out))
+            .await)
     }
 
     fn take(&self, batch: Batch, out: &mut Vec<Delivery>) {
@@ -163,6 +148,7 @@ impl GroupConsumer {
         if !self.session.holds(&batch.queue, batch.epoch) {
             return;
         }
+        self.session.hand_out(&batch.queue, batch.epoch, 1);
         self.returned
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -176,7 +162,12 @@ impl GroupConsumer {
     fn mark_done(&self) {
         let returned =
             std::mem::take(&mut *self.returned.lock().unwrap_or_else(|p| p.into_inner()));
+        let handed: Vec<(MessageQueue, u64)> =
+            returned.iter().map(|(q, e, _)| (q.clone(), *e)).collect();
         self.session.done(returned);
+        for (queue, epoch) in handed {
+            self.session.hand_back(&queue, epoch, 1);
+        }
     }
 
     /// Commits what `poll` returned so far, now.
@@ -188,19 +179,102 @@ impl GroupConsumer {
     /// Commits, leaves the group (its queues move at once) and stops.
     pub async fn close(&self) -> Result<(), ClientError> {
         self.mark_done();
-        let _ = self.stop.send(true);
-        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
-        for task in tasks {
-            let _ = task.await;
-        }
+        self.tasks.finish().await;
         self.session.leave_all().await
     }
 }
 
 impl Drop for GroupConsumer {
     fn drop(&mut self) {
-        let _ = self.stop.send(true);
         self.session.abort_fetchers();
+    }
+}
+
+/// Fetched batches on their way to `poll`: the channel, and batches held back for the next
+/// poll because this one already had a batch of their queue.
+pub(crate) struct Incoming<B> {
+    rx: mpsc::Receiver<B>,
+    stash: std::collections::VecDeque<B>,
+}
+
+impl<B> Incoming<B> {
+    pub(crate) fn new(rx: mpsc::Receiver<B>) -> Self {
+        Incoming {
+            rx,
+            stash: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Waits up to `wait` for a first batch, then takes the batches already waiting, at
+    /// most one per queue (so a member killed after printing a poll's messages re-delivers
+    /// at most one pull of each queue); `take` turns each into deliveries or drops it.
+    pub(crate) async fn poll(
+        &mut self,
+        wait: Duration,
+        queue_of: impl Fn(&B) -> &MessageQueue,
+        mut take: impl FnMut(B, &mut Vec<Delivery>),
+    ) -> Vec<Delivery> {
+        let mut out = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut later = std::collections::VecDeque::new();
+        let mut offer =
+            |batch: B, out: &mut Vec<Delivery>, later: &mut std::collections::VecDeque<B>| {
+                if seen.insert(queue_of(&batch).clone()) {
+                    take(batch, out);
+                } else {
+                    later.push_back(batch);
+                }
+            };
+        while let Some(batch) = self.stash.pop_front() {
+            offer(batch, &mut out, &mut later);
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        while out.is_empty() {
+            let Ok(Some(batch)) = tokio::time::timeout_at(deadline, self.rx.recv()).await else {
+                break;
+            };
+            offer(batch, &mut out, &mut later);
+        }
+        // What else is waiting, as long as the held-back batches stay few.
+        while later.len() < FETCHED_BATCHES_MAX {
+            let Ok(batch) = self.rx.try_recv() else {
+                break;
+            };
+            offer(batch, &mut out, &mut later);
+        }
+        self.stash = later;
+        out
+    }
+}
+
+/// A consumer's background tasks and their stop switch: `finish` stops them and waits,
+/// dropping aborts them.
+pub(crate) struct Tasks {
+    stop: watch::Sender<bool>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Tasks {
+    pub(crate) fn new(stop: watch::Sender<bool>, tasks: Vec<tokio::task::JoinHandle<()>>) -> Self {
+        Tasks {
+            stop,
+            tasks: Mutex::new(tasks),
+        }
+    }
+
+    /// Stops the tasks and waits for them.
+    pub(crate) async fn finish(&self) {
+        let _ = self.stop.send(true);
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
         for task in self
             .tasks
             .lock()

@@ -15,10 +15,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc, watch};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 
 use super::session::{Batch, Session};
-use super::{Delivery, GroupOptions, join};
+use super::{Delivery, GroupOptions, Tasks, join};
 use crate::client::Client;
 use crate::error::ClientError;
 use crate::queue::MessageQueue;
@@ -79,8 +79,7 @@ impl PushOptions {
 /// A consumer-group member that calls a handler for each message.
 pub struct PushConsumer {
     session: Arc<Session>,
-    stop: watch::Sender<bool>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
+    tasks: Tasks,
 }
 
 impl PushConsumer {
@@ -106,8 +105,7 @@ impl PushConsumer {
         ));
         Ok(PushConsumer {
             session: joined.session,
-            stop: joined.stop,
-            tasks: Mutex::new(vec![joined.heartbeat, dispatch]),
+            tasks: Tasks::new(joined.stop, vec![joined.heartbeat, dispatch]),
         })
     }
 
@@ -123,28 +121,15 @@ impl PushConsumer {
 
     /// Stops pulling, lets running handlers finish, commits and leaves the group.
     pub async fn close(&self) -> Result<(), ClientError> {
-        let _ = self.stop.send(true);
         self.session.abort_fetchers();
-        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
-        for task in tasks {
-            let _ = task.await;
-        }
+        self.tasks.finish().await;
         self.session.leave_all().await
     }
 }
 
 impl Drop for PushConsumer {
     fn drop(&mut self) {
-        let _ = self.stop.send(true);
         self.session.abort_fetchers();
-        for task in self
-            .tasks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain(..)
-        {
-            task.abort();
-        }
     }
 }
 
@@ -233,7 +218,9 @@ async fn dispatch(
                 ));
                 tx
             });
+            session.hand_out(&key.0, key.1, batch.messages.len());
             if let Err(mpsc::error::SendError(batch)) = worker.send(batch) {
+                session.hand_back(&key.0, key.1, batch.messages.len());
                 // The worker stopped (its queue moved); the batch is someone else's now.
                 if let Some(budget) = &batch.budget {
                     batch.messages.iter().for_each(|m| budget.give(m));
@@ -246,6 +233,7 @@ async fn dispatch(
         {
             let mut t = tracker.lock().unwrap_or_else(|p| p.into_inner());
             t.in_flight.extend(batch.messages.iter().map(|m| m.offset));
+            session.hand_out(&key.0, key.1, batch.messages.len());
             t.fetched_to = t.fetched_to.max(batch.next_offset);
             if batch.messages.is_empty() {
                 session.done(vec![(key.0.clone(), key.1, t.done())]);
@@ -274,7 +262,8 @@ async fn dispatch(
                     t.in_flight.remove(&offset);
                     t.done()
                 };
-                session.done(vec![(queue, epoch, done)]);
+                session.done(vec![(queue.clone(), epoch, done)]);
+                session.hand_back(&queue, epoch, 1);
                 if let Some(budget) = budget {
                     budget.give(&delivery.message);
                 }
@@ -287,7 +276,9 @@ async fn dispatch(
     while running.join_next().await.is_some() {}
 }
 
-/// One queue's messages, one at a time, in order, while the member holds the queue.
+/// One queue's messages, one at a time, in order, while the member holds the queue. The
+/// message being handled when the queue moves is finished and counted done (the member may
+/// still commit under the revoking lease); the rest is left to the queue's next holder.
 async fn orderly_worker(
     session: Arc<Session>,
     handler: Handler,
@@ -296,9 +287,10 @@ async fn orderly_worker(
     retry: Duration,
 ) {
     while let Some(batch) = batches.recv().await {
+        let mut left = batch.messages.len();
         for message in batch.messages {
             if !session.holds(&queue, epoch) {
-                return;
+                break;
             }
             let next = message.offset + 1;
             let delivery = Delivery {
@@ -306,13 +298,21 @@ async fn orderly_worker(
                 message,
             };
             handle(&session, &handler, delivery.clone(), epoch, retry).await;
-            if !session.holds(&queue, epoch) {
-                return;
-            }
             session.done(vec![(queue.clone(), epoch, next)]);
+            session.hand_back(&queue, epoch, 1);
+            left -= 1;
             if let Some(budget) = &batch.budget {
                 budget.give(&delivery.message);
             }
+        }
+        if left > 0 {
+            // The queue moved: give back what will not be handled here, and stop.
+            session.hand_back(&queue, epoch, left);
+            batches.close();
+            while let Ok(rest) = batches.try_recv() {
+                session.hand_back(&queue, epoch, rest.messages.len());
+            }
+            return;
         }
         session.done(vec![(queue.clone(), epoch, batch.next_offset)]);
     }

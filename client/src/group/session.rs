@@ -1,13 +1,13 @@
 //! A member's session with the brokers: heartbeats (which bring the leases), the fetchers
 //! of leased queues, and offset commits.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use quiver_proto::requests::group::{
-    GroupCommit, GroupHeartbeat, GroupHeartbeatResponse, GroupLeave, OffsetCommit,
+    GroupCommit, GroupHeartbeat, GroupHeartbeatResponse, GroupLeave, OffsetCommit, QueueLease,
 };
 use quiver_proto::{ErrorCode, RequestCode, StoredMessage};
 use tokio::sync::{mpsc, watch};
@@ -115,6 +115,9 @@ pub(crate) struct Session {
     /// Leases the brokers moved elsewhere: their last offsets are committed (still accepted
     /// under a revoking lease), then the next heartbeat lets them go.
     releasing: Mutex<Vec<(MessageQueue, Lease)>>,
+    /// Messages (or poll batches) handed to the application and not finished, per queue
+    /// and epoch: a moved queue is let go only when it has none.
+    busy: Mutex<HashMap<(MessageQueue, u64), usize>>,
     /// Broker name → address, of the brokers heartbeaten last.
     brokers: Mutex<BTreeMap<String, String>>,
     /// Why the session stopped (a refused subscription): every poll returns it.
@@ -140,6 +143,7 @@ impl Session {
             stopped,
             leases: Mutex::new(Leases::new()),
             releasing: Mutex::new(Vec::new()),
+            busy: Mutex::new(HashMap::new()),
             brokers: Mutex::new(BTreeMap::new()),
             failed: Mutex::new(None),
             lease_ms: AtomicU64::new(u64::MAX),
@@ -197,6 +201,27 @@ impl Session {
         }
     }
 
+    /// `n` more pieces of `queue`'s work are with the application.
+    pub(crate) fn hand_out(&self, queue: &MessageQueue, epoch: u64, n: usize) {
+        *lock(&self.busy).entry((queue.clone(), epoch)).or_default() += n;
+    }
+
+    /// `n` pieces of `queue`'s work are finished (or abandoned).
+    pub(crate) fn hand_back(&self, queue: &MessageQueue, epoch: u64, n: usize) {
+        let mut busy = lock(&self.busy);
+        let key = (queue.clone(), epoch);
+        if let Some(count) = busy.get_mut(&key) {
+            *count = count.saturating_sub(n);
+            if *count == 0 {
+                busy.remove(&key);
+            }
+        }
+    }
+
+    fn is_busy(&self, queue: &MessageQueue, epoch: u64) -> bool {
+        lock(&self.busy).contains_key(&(queue.clone(), epoch))
+    }
+
     fn releasing(&self) -> std::sync::MutexGuard<'_, Vec<(MessageQueue, Lease)>> {
         self.releasing.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -227,6 +252,15 @@ impl Session {
             client: format!("pid {}", std::process::id()),
             subscriptions: self.options.subscriptions(),
             start: self.options.start,
+            finishing: self
+                .releasing()
+                .iter()
+                .map(|(queue, lease)| QueueLease {
+                    topic: queue.topic.clone(),
+                    queue_id: queue.queue_id,
+                    epoch: lease.epoch,
+                })
+                .collect(),
         }
     }
 
@@ -234,12 +268,21 @@ impl Session {
     /// refusal (conflicting subscription, bad tag expression) is returned and kept; an
     /// unreachable broker is skipped (its leases end on their own).
     pub(crate) async fn heartbeat_all(self: &Arc<Self>) -> Result<(), ClientError> {
-        // Queues moved elsewhere: their last offsets first, then this heartbeat lets go.
-        if !self.releasing().is_empty() {
+        // Queues moved elsewhere: those the application finished are committed, then this
+        // heartbeat lets them go; those it still handles are listed as finishing. Which is
+        // which is decided before the commit: nothing new is handed out from a moved queue.
+        let idle: Vec<(MessageQueue, u64)> = self
+            .releasing()
+            .iter()
+            .filter(|(queue, lease)| !self.is_busy(queue, lease.epoch))
+            .map(|(queue, lease)| (queue.clone(), lease.epoch))
+            .collect();
+        if !idle.is_empty() {
             if let Err(err) = self.commit_all().await {
                 debug!(cause = %err, "final commit of moved queues failed; they are re-read from the last commit");
             }
-            self.releasing().clear();
+            self.releasing()
+                .retain(|(queue, lease)| !idle.contains(&(queue.clone(), lease.epoch)));
         }
         let brokers = self.brokers().await?;
         *self.brokers.lock().unwrap_or_else(|p| p.into_inner()) = brokers.clone();
@@ -504,4 +547,8 @@ impl Session {
             lease.fetcher.abort();
         }
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }

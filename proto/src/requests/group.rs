@@ -55,6 +55,11 @@ pub struct GroupHeartbeat {
     pub subscriptions: Vec<Subscription>,
     /// Where to start a queue the group has no offset for.
     pub start: StartFrom,
+    /// Queues moved away from this member whose messages it is still handling: their
+    /// revoking leases stay (unrenewed) until it lets go, so what it finishes is committed
+    /// before another member reads them.
+    #[serde(deserialize_with = "crate::decode::seq::<_, _, GROUP_QUEUES_MAX>")]
+    pub finishing: Vec<QueueLease>,
 }
 
 /// A lease on one queue.

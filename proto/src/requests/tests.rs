@@ -111,7 +111,8 @@ proptest! {
         let sub = Subscription { topic: topic.clone(), tags };
         let start = match n % 3 { 0 => StartFrom::Last, 1 => StartFrom::First, _ => StartFrom::Time(n) };
         round_trip(&GroupHeartbeat { group: group.clone(), member: member.clone(), client: topic.clone(),
-            subscriptions: vec![sub.clone(), sub.clone()], start });
+            subscriptions: vec![sub.clone(), sub.clone()], start,
+            finishing: vec![QueueLease { topic: topic.clone(), queue_id: q, epoch: n }] });
         round_trip(&GroupHeartbeatResponse { leases: vec![QueueLease { topic: topic.clone(), queue_id: q, epoch: n }],
             lease_ms: n, pending: flag });
         round_trip(&GroupPull { group: group.clone(), member: member.clone(), topic: topic.clone(), queue_id: q,

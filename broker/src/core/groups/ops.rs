@@ -41,6 +41,20 @@ pub struct GroupPulled {
     pub filtered: u64,
 }
 
+impl GroupPulled {
+    /// A read from `from`, with the offsets its tag filter stepped over.
+    pub fn of(read: crate::core::Pulled, from: u64) -> Self {
+        let filtered = (read.next_offset - from).saturating_sub(read.messages.len() as u64);
+        GroupPulled {
+            messages: read.messages,
+            next_offset: read.next_offset,
+            min_offset: read.min_offset,
+            max_offset: read.max_offset,
+            filtered,
+        }
+    }
+}
+
 fn fenced(err: Fenced) -> StoreError {
     StoreError::invalid(Refusal::GroupFenced, err.reason)
 }
@@ -114,13 +128,25 @@ impl Core {
         req: &GroupHeartbeat,
     ) -> Result<GroupHeartbeatResponse, StoreError> {
         let subscription = normalize(&req.subscriptions)?;
+        let finishing: Vec<((String, u32), u64)> = req
+            .finishing
+            .iter()
+            .map(|l| ((l.topic.clone(), l.queue_id), l.epoch))
+            .collect();
         let catalog_store = self.store.clone();
         let group = req.group.clone();
         let settings = blocking(move || catalog_store.catalog().ensure_group(&group)).await?;
         let strategy = Strategy::parse(&settings.strategy).unwrap_or_default();
-        self.groups.starts().insert(req.group.clone(), req.start);
         let now = self.groups.now_ms();
         let mut table = self.groups.table();
+        // Start positions of groups without live members are forgotten with them.
+        table.expire(now);
+        {
+            let live = table.names();
+            let mut starts = self.groups.starts();
+            starts.retain(|group, _| live.contains(group));
+            starts.insert(req.group.clone(), req.start);
+        }
         let grant = table
             .heartbeat(
                 now,
@@ -130,6 +156,7 @@ impl Core {
                     client: &req.client,
                     subscription: &subscription,
                     strategy,
+                    finishing: &finishing,
                 },
                 |topic| self.store.topic(topic).map_or(0, |meta| meta.queues),
             )
@@ -204,15 +231,7 @@ impl Core {
             max_bytes: req.max_bytes,
             tags,
         };
-        let read = self.pull(&spec, wait).await?;
-        let filtered = (read.next_offset - offset).saturating_sub(read.messages.len() as u64);
-        Ok(GroupPulled {
-            messages: read.messages,
-            next_offset: read.next_offset,
-            min_offset: read.min_offset,
-            max_offset: read.max_offset,
-            filtered,
-        })
+        Ok(GroupPulled::of(self.pull(&spec, wait).await?, offset))
     }
 
     /// The group's committed offset of a queue; without one, where the group starts

@@ -11,7 +11,8 @@
 //!   A queue it holds that the assignment moved is let go in two steps, so what the member
 //!   handled is committed before anyone else reads the queue: the first heartbeat marks the
 //!   lease *revoking* (left out of the answer, not renewed; the member stops reading it,
-//!   and commits under it are still accepted), the member's next heartbeat ends it. A queue
+//!   and commits under it are still accepted); the member's first heartbeat that does not
+//!   list it as still finishing ends it (or the lease ends with time). A queue
 //!   still held by another member is granted on a later heartbeat: the answer says
 //!   `pending`.
 //! - Each grant takes a new epoch, above every epoch this broker gave before, across
@@ -75,6 +76,8 @@ pub struct Beat<'a> {
     pub subscription: &'a Subscription,
     /// The group's assignment strategy.
     pub strategy: Strategy,
+    /// Revoking leases the member is still finishing: kept (unrenewed) for now.
+    pub finishing: &'a [(QueueRef, u64)],
 }
 
 /// What a heartbeat answers.
@@ -152,6 +155,7 @@ impl GroupTable {
             client,
             subscription,
             strategy,
+            finishing,
         } = *beat;
         self.expire(now_ms);
         let state = self.groups.entry(group.to_owned()).or_default();
@@ -189,12 +193,15 @@ impl GroupTable {
             }
         }
         // What the assignment moved elsewhere (or the subscription dropped): revoking at the
-        // first heartbeat, ended at the next.
+        // first heartbeat, ended at the first that does not say it is still finishing it.
         state.leases.retain(|queue, lease| {
             if lease.holder != member || target.contains(queue) {
                 return true;
             }
-            let keep = !lease.revoking;
+            let keep = !lease.revoking
+                || finishing
+                    .iter()
+                    .any(|(q, epoch)| q == queue && *epoch == lease.epoch);
             lease.revoking = true;
             keep
         });
@@ -287,16 +294,17 @@ impl GroupTable {
         Ok(())
     }
 
-    /// Drops members and leases past their time.
+    /// Drops members and leases past their time, and groups left with neither.
     pub fn expire(&mut self, now_ms: u64) {
         let session = self.session_ms;
-        for state in self.groups.values_mut() {
+        self.groups.retain(|_, state| {
             state.members.retain(|_, m| m.last_ms + session > now_ms);
             state.leases.retain(|_, lease| lease.expires_ms > now_ms);
-        }
+            !state.members.is_empty() || !state.leases.is_empty()
+        });
     }
 
-    /// Names of the groups seen, with live members or not.
+    /// Names of the groups with live members or leases.
     pub fn names(&self) -> Vec<String> {
         self.groups.keys().cloned().collect()
     }

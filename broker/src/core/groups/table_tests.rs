@@ -26,6 +26,7 @@ fn beat_of<'a>(member: &'a str, subscription: &'a Subscription) -> Beat<'a> {
         client: "test",
         subscription,
         strategy: Strategy::Average,
+        finishing: &[],
     }
 }
 
@@ -173,4 +174,44 @@ fn a_lease_ends_without_heartbeats() {
         .check(SESSION, "g", "a", &q, epoch, Use::Read)
         .unwrap_err();
     assert!(err.reason.contains("ended"), "{}", err.reason);
+}
+
+#[test]
+fn a_queue_the_holder_is_still_finishing_moves_once_it_lets_go() {
+    let mut table = GroupTable::new("b", SESSION, 1);
+    beat(&mut table, 0, "a");
+    beat(&mut table, 1, "b");
+    beat(&mut table, 2, "a");
+    let moving: Vec<(QueueRef, u64)> = table
+        .leases("g")
+        .into_iter()
+        .filter(|(_, l)| l.revoking)
+        .map(|(q, l)| (q, l.epoch))
+        .collect();
+    assert_eq!(moving.len(), 4);
+    let subscription = sub(&[("t", "*")]);
+    let still = Beat {
+        finishing: &moving,
+        ..beat_of("a", &subscription)
+    };
+    table.heartbeat(3, &still, |_| 8).unwrap();
+    let b = beat(&mut table, 4, "b");
+    assert!(
+        b.pending && b.leases.is_empty(),
+        "a is still finishing them"
+    );
+    beat(&mut table, 5, "a");
+    let b = beat(&mut table, 6, "b");
+    assert_eq!(queues(&b).len(), 4);
+    // A holder that never lets go loses them when the unrenewed lease ends.
+    let mut table = GroupTable::new("b", SESSION, 1);
+    beat(&mut table, 0, "a");
+    beat(&mut table, 1, "b");
+    beat(&mut table, 2, "a");
+    for now in [100, 500, SESSION - 1] {
+        table.heartbeat(now, &still, |_| 8).unwrap();
+        assert!(beat(&mut table, now, "b").leases.is_empty());
+    }
+    let b = beat(&mut table, SESSION, "b");
+    assert_eq!(queues(&b).len(), 4, "the revoking leases ended with time");
 }

@@ -6,9 +6,9 @@ use bytes::Bytes;
 use quiver_net::Failure;
 use quiver_proto::requests::group::{
     GroupCommit, GroupDescribe, GroupHeartbeat, GroupLeave, GroupListResponse, GroupPull,
-    GroupPullResponse, GroupResetOffset, GroupResetOffsetResponse, GroupUpdate,
+    GroupResetOffset, GroupResetOffsetResponse, GroupUpdate,
 };
-use quiver_proto::{ErrorCode, Name, decode_body, encode_body_sized};
+use quiver_proto::{ErrorCode, Name, decode_body};
 
 use super::{reply, topic_name};
 use crate::remoting::Broker;
@@ -55,19 +55,7 @@ pub(crate) async fn pull(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure
     topic_name(&request.topic)?;
     let wait = Duration::from_millis(u64::from(request.wait_ms));
     let pulled = broker.core.group_pull(&request, wait).await?;
-    let capacity = pulled
-        .messages
-        .iter()
-        .map(|msg| msg.body.len() + super::msg::PULL_MESSAGE_OVERHEAD_BYTES)
-        .sum::<usize>();
-    let response = GroupPullResponse {
-        messages: pulled.messages,
-        next_offset: pulled.next_offset,
-        min_offset: pulled.min_offset,
-        max_offset: pulled.max_offset,
-        filtered: pulled.filtered,
-    };
-    Ok(Bytes::from(encode_body_sized(&response, capacity + 64)))
+    Ok(super::msg::filtered_reply(pulled))
 }
 
 pub(crate) async fn commit(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure> {

@@ -10,13 +10,14 @@ use quiver_proto::requests::msg::{
     QueryIdRequest, QueryKeyRequest, QueryResponse, QueueOffsets, QueueOffsetsRequest,
     QueueOffsetsResponse, SendResponse, decode_send_request,
 };
-use quiver_proto::{ErrorCode, decode_body, encode_body_sized};
+use quiver_proto::{ErrorCode, StoredMessage, decode_body, encode_body_sized};
 
 /// Room reserved per message of a pull answer beyond its body: topic, id, offsets, times,
 /// a short tag and a few keys (a bigger message only costs one more growth of the buffer).
-pub(super) const PULL_MESSAGE_OVERHEAD_BYTES: usize = 128;
+const PULL_MESSAGE_OVERHEAD_BYTES: usize = 128;
 
 use super::{reply, topic_name};
+use crate::core::groups::GroupPulled;
 use crate::core::{PullSpec, TagExpr, TopicChange};
 use crate::remoting::Broker;
 
@@ -47,19 +48,14 @@ pub(crate) async fn pull(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure
     };
     let wait = Duration::from_millis(u64::from(request.wait_ms));
     let pulled = broker.core.pull(&spec, wait).await?;
-    // Bodies plus what postcard adds around each message (names, keys, properties, numbers).
-    let capacity = pulled
-        .messages
-        .iter()
-        .map(|msg| msg.body.len() + PULL_MESSAGE_OVERHEAD_BYTES)
-        .sum::<usize>();
+    let capacity = pull_capacity(&pulled.messages);
     let response = PullResponse {
         messages: pulled.messages,
         next_offset: pulled.next_offset,
         min_offset: pulled.min_offset,
         max_offset: pulled.max_offset,
     };
-    Ok(Bytes::from(encode_body_sized(&response, capacity + 64)))
+    Ok(Bytes::from(encode_body_sized(&response, capacity)))
 }
 
 pub(crate) async fn query_id(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure> {
@@ -124,21 +120,30 @@ pub(crate) async fn pull_filtered(broker: &Broker, body: &Bytes) -> Result<Bytes
     };
     let wait = Duration::from_millis(u64::from(request.wait_ms));
     let pulled = broker.core.pull(&spec, wait).await?;
-    let capacity = pulled
-        .messages
+    Ok(filtered_reply(GroupPulled::of(pulled, request.offset)))
+}
+
+/// Room for a pull answer: bodies plus what postcard adds around each message (names, keys,
+/// properties, numbers).
+fn pull_capacity(messages: &[StoredMessage]) -> usize {
+    messages
         .iter()
         .map(|msg| msg.body.len() + PULL_MESSAGE_OVERHEAD_BYTES)
-        .sum::<usize>();
-    let filtered =
-        (pulled.next_offset - request.offset).saturating_sub(pulled.messages.len() as u64);
+        .sum::<usize>()
+        + 64
+}
+
+/// The answer of a filtered pull (`msg.pull_filtered`, `group.pull`).
+pub(super) fn filtered_reply(pulled: GroupPulled) -> Bytes {
+    let capacity = pull_capacity(&pulled.messages);
     let response = GroupPullResponse {
         messages: pulled.messages,
         next_offset: pulled.next_offset,
         min_offset: pulled.min_offset,
         max_offset: pulled.max_offset,
-        filtered,
+        filtered: pulled.filtered,
     };
-    Ok(Bytes::from(encode_body_sized(&response, capacity + 64)))
+    Bytes::from(encode_body_sized(&response, capacity))
 }
 
 pub(crate) async fn offset_at_time(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure> {
