@@ -187,6 +187,11 @@ impl SendMessage {
                 "a property name is empty or a name or value exceeds {PROPERTY_BYTES_MAX} bytes"
             ));
         }
+        if let Some((name, _)) = self.properties.iter().find(|(k, _)| k.starts_with('%')) {
+            return Err(format!(
+                "property {name:?} starts with '%', which is reserved for the broker's own properties (retries, delays, origins): rename it"
+            ));
+        }
         Ok(())
     }
 

@@ -200,7 +200,7 @@ async fn a_group_resumes_where_it_committed_after_a_broker_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_member_with_another_subscription_is_refused_naming_both() {
+async fn conflicting_subscriptions_bad_expressions_and_reserved_names_are_refused() {
     let _serial = serial();
     let s = setup(spec(), "payments", 2).await;
     let a = GroupConsumer::start(s.client.clone(), options("ledger", "payments", "paid"))
@@ -224,6 +224,16 @@ async fn a_member_with_another_subscription_is_refused_naming_both() {
         .err()
         .expect("bad expression refused");
     assert_eq!(err.code(), Some(ErrorCode::InvalidArgument), "{err}");
+    // Reserved names: `%` properties are the broker's.
+    let err = Producer::new(s.client.clone())
+        .send(
+            "payments",
+            Message::new("x").with_property("%RECONSUME", "1"),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("reserved"), "{err}");
+    assert!(!err.is_retryable());
     a.close().await.unwrap();
 }
 

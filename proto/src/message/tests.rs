@@ -37,3 +37,13 @@ fn tag_hash_is_frozen() {
     assert_ne!(tag_hash(Some("a")), 0);
     assert_eq!(tag_hash(Some("paid")), tag_hash(Some("paid")));
 }
+
+#[test]
+fn reserved_property_names_are_refused() {
+    let mut msg = SendMessage::new(None, Bytes::from_static(b"x"), 1);
+    msg.properties = vec![("%RECONSUME".into(), "3".into())];
+    let err = msg.validate(10).unwrap_err();
+    assert!(err.contains("reserved"), "{err}");
+    msg.properties = vec![("ok%".into(), "3".into())];
+    assert!(msg.validate(10).is_ok());
+}
