@@ -83,6 +83,7 @@ fn index_commit_1000(bencher: Bencher<'_, '_>) {
                     stored_ms: 1,
                     msg_id: MessageId(u128::from(next_offset + i) << 64),
                     keys: vec![format!("order-{}", next_offset + i)],
+                    timer: None,
                 })
                 .collect();
             next_offset += BATCH as u64 / 8;

@@ -132,6 +132,7 @@ pub async fn run_with<F: Front>(
         registrar.register().await?;
     }
     let core = Arc::new(core);
+    let timers = tokio::spawn(core.clone().run_timers());
     let broker = Arc::new(Broker::new(core, remoting));
     let service = front.front(broker, &shutdown);
     let serving = {
@@ -146,6 +147,8 @@ pub async fn run_with<F: Front>(
     if let Some(heartbeats) = heartbeats {
         let _ = heartbeats.await;
     }
+    // Ends at shutdown (the core's token); a delivery in progress finishes first.
+    let _ = timers.await;
     store.shutdown().await;
     info!("stopped");
     Ok(())

@@ -52,3 +52,14 @@ pub fn body_bytes(text: &str) -> Result<usize, String> {
 
 #[cfg(test)]
 mod tests;
+
+/// A time as milliseconds since the Unix epoch: the number itself, or RFC 3339
+/// (`2026-12-02T10:00:00Z`).
+pub fn parse_time_ms(text: &str) -> Option<u64> {
+    if let Ok(ms) = text.parse::<u64>() {
+        return Some(ms);
+    }
+    let time = humantime::parse_rfc3339_weak(text).ok()?;
+    let since = time.duration_since(std::time::UNIX_EPOCH).ok()?;
+    u64::try_from(since.as_millis()).ok()
+}

@@ -57,6 +57,25 @@ impl Message {
         self
     }
 
+    /// Delivers the message at `ms` (milliseconds since the Unix epoch), not before: the
+    /// broker keeps it until then (at most `DELAY_MS_MAX` ahead). A time already past
+    /// delivers it at once.
+    pub fn with_delivery_at(mut self, ms: u64) -> Self {
+        self.properties
+            .retain(|(k, _)| k != quiver_proto::message::PROP_DELIVER_AT);
+        self.properties.push((
+            quiver_proto::message::PROP_DELIVER_AT.into(),
+            ms.to_string(),
+        ));
+        self
+    }
+
+    /// Delivers the message `delay` from now, not before.
+    pub fn with_delay(self, delay: std::time::Duration) -> Self {
+        let at = now_ms().saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
+        self.with_delivery_at(at)
+    }
+
     /// Adds a property.
     pub fn with_property(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.properties.push((name.into(), value.into()));

@@ -20,6 +20,11 @@ pub const PROPERTIES_MAX: usize = 64;
 pub const PROPERTY_BYTES_MAX: usize = 4096;
 /// Default largest message body (RocketMQ's default).
 pub const MESSAGE_BYTES_MAX_DEFAULT: usize = 4 << 20;
+/// The one reserved property a producer may set: deliver the message at this time (ms since
+/// the Unix epoch), not before. The broker keeps it in a system topic until then.
+pub const PROP_DELIVER_AT: &str = "%DELIVER_AT";
+/// Longest delay a message may ask for (RocketMQ 5 allows up to 40 days too).
+pub const DELAY_MS_MAX: u64 = 40 * 24 * 3600 * 1000;
 
 /// A message's unique 128-bit id, printed as 32 lowercase hex digits. Producers make it
 /// (UUIDv7, time-ordered) and keep it across retries.
@@ -187,10 +192,31 @@ impl SendMessage {
                 "a property name is empty or a name or value exceeds {PROPERTY_BYTES_MAX} bytes"
             ));
         }
-        if let Some((name, _)) = self.properties.iter().find(|(k, _)| k.starts_with('%')) {
-            return Err(format!(
-                "property {name:?} starts with '%', which is reserved for the broker's own properties (retries, delays, origins): rename it"
-            ));
+        Ok(())
+    }
+
+    /// [`SendMessage::validate`], plus the rule for producers: property names starting with
+    /// `%` are the broker's, except [`PROP_DELIVER_AT`] (a time in ms).
+    pub fn validate_from_producer(&self, body_bytes_max: usize) -> Result<(), String> {
+        self.validate(body_bytes_max)?;
+        self.check_reserved_properties()
+    }
+
+    /// Property names starting with `%` are the broker's, except [`PROP_DELIVER_AT`] (a time
+    /// in ms), which a producer sets to delay a message.
+    pub fn check_reserved_properties(&self) -> Result<(), String> {
+        for (name, value) in &self.properties {
+            if name == PROP_DELIVER_AT {
+                if value.parse::<u64>().is_err() {
+                    return Err(format!(
+                        "property {PROP_DELIVER_AT} is {value:?}: give a time in milliseconds since the Unix epoch"
+                    ));
+                }
+            } else if name.starts_with('%') {
+                return Err(format!(
+                    "property {name:?} starts with '%', which is reserved for the broker's own properties (retries, delays, origins): rename it"
+                ));
+            }
         }
         Ok(())
     }

@@ -7,6 +7,7 @@ mod cli;
 mod cluster;
 mod crash;
 mod data_safety;
+mod delays;
 mod groups;
 mod limits;
 mod long_poll;

@@ -10,6 +10,7 @@
 //! - `query.rs`: lookups by message id and by key.
 //! - `tags.rs`: [`TagExpr`], the `*` / `A || B` subscription expression.
 //! - `topics.rs`: topic admin and the topic-table version heartbeats carry.
+//! - `timers.rs`: delayed messages: stored in `%SCHEDULE%`, delivered when due.
 //! - `groups/`: consumer groups: membership, queue leases, reads through a lease, offsets.
 
 pub mod groups;
@@ -17,6 +18,7 @@ mod pull;
 mod query;
 mod send;
 mod tags;
+mod timers;
 mod topics;
 
 use std::sync::Arc;

@@ -4,7 +4,7 @@ use quiver_proto::SendMessage;
 use tracing::info;
 
 use super::Core;
-use crate::store::{Appended, StoreError};
+use crate::store::{Appended, Refusal, StoreError};
 
 impl Core {
     /// Appends a send batch to one queue of `topic` (created first when unknown and
@@ -15,10 +15,15 @@ impl Core {
         queue_id: u32,
         messages: Vec<SendMessage>,
     ) -> Result<Appended, StoreError> {
+        for (idx, msg) in messages.iter().enumerate() {
+            msg.check_reserved_properties().map_err(|reason| {
+                StoreError::invalid(Refusal::InvalidArgument, format!("message {idx}: {reason}"))
+            })?;
+        }
         if self.config.auto_create_topics && self.store.topic(topic).is_err() {
             self.auto_create(topic).await?;
         }
-        self.store.append(topic, queue_id, messages).await
+        self.send_maybe_delayed(topic, queue_id, messages).await
     }
 
     async fn auto_create(&self, topic: &str) -> Result<(), StoreError> {

@@ -425,9 +425,12 @@ impl Store {
             .ok_or_else(|| catalog::not_found(name))
     }
 
-    /// Every topic.
+    /// Every topic clients see: the internal schedule topic of delayed messages is left out
+    /// (of listings, routes and registrations).
     pub fn topics(&self) -> Vec<(String, TopicMeta)> {
-        self.shared.catalog.list()
+        let mut topics = self.shared.catalog.list();
+        topics.retain(|(name, _)| name != index::timers::SCHEDULE_TOPIC);
+        topics
     }
 
     /// Creates a topic (blocking: one durable redb commit).
@@ -492,6 +495,22 @@ impl Store {
     /// here; async flush lags it by at most `flush_interval`).
     pub fn synced_upto(&self) -> watch::Receiver<u64> {
         self.shared.synced.subscribe()
+    }
+
+    /// The earliest pending delayed message.
+    pub fn first_timer(&self) -> Result<Option<index::timers::Timer>, StoreError> {
+        index::timers::first(&self.shared.index)
+    }
+
+    /// The record of `size` bytes at log position `pos` (a scheduled message).
+    pub fn read_record(&self, pos: u64, size: u32) -> Result<log::record::Record, StoreError> {
+        let bytes = self.shared.log.read(pos, size as usize)?;
+        log::record::decode(&bytes)
+            .map(|(record, _)| record)
+            .map_err(|err| StoreError::Corrupt {
+                pos,
+                reason: format!("scheduled record: {err}"),
+            })
     }
 
     /// The catalog (topics, groups, offsets).

@@ -58,3 +58,11 @@ pub const GROUPS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("
 /// Key of the broker's start counter in [`COUNTERS`]: raised at every start, it leads every
 /// lease epoch so epochs rise across restarts.
 pub const BROKER_GENERATION: &str = "broker_generation";
+
+/// `(due_ms, log position)` → record size: pending delayed messages (in `index.redb`,
+/// rebuilt from the log like every index row). A record of the system topic `%SCHEDULE%`
+/// arms one; the record that delivers it (`%TIMER` = its position) ends it.
+pub const TIMERS: TableDefinition<'static, (u64, u64), u32> = TableDefinition::new("timers");
+/// Log position → due time of each pending timer: the oldest pending position keeps its
+/// segment from retention.
+pub const TIMER_POS: TableDefinition<'static, u64, u64> = TableDefinition::new("timer_pos");

@@ -15,6 +15,7 @@ mod direct;
 mod hardening;
 mod migration;
 mod replica;
+mod timers;
 
 /// The wire code remoting gives a store error.
 trait Code {

@@ -53,21 +53,12 @@ pub fn parse_start(text: &str) -> anyhow::Result<GroupStart> {
     match text {
         "last" => Ok(GroupStart::Last),
         "first" => Ok(GroupStart::First),
-        other => parse_time_ms(other).map(GroupStart::Time).ok_or_else(|| {
+        other => crate::flags::parse_time_ms(other).map(GroupStart::Time).ok_or_else(|| {
             anyhow!(
                 "--from {other:?}: use `last`, `first`, an RFC 3339 time (2026-12-02T10:00:00Z) or milliseconds since the Unix epoch"
             )
         }),
     }
-}
-
-fn parse_time_ms(text: &str) -> Option<u64> {
-    if let Ok(ms) = text.parse::<u64>() {
-        return Some(ms);
-    }
-    let time = humantime::parse_rfc3339_weak(text).ok()?;
-    let since = time.duration_since(UNIX_EPOCH).ok()?;
-    u64::try_from(since.as_millis()).ok()
 }
 
 pub async fn run(args: ConsumeArgs, ctx: &Context) -> anyhow::Result<()> {

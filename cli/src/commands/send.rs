@@ -51,6 +51,12 @@ pub struct SendArgs {
     /// Send the --count messages as one batch (one queue, all or nothing).
     #[arg(long)]
     batch: bool,
+    /// Deliver after this delay (`30s`, `5m`, up to 40 days), not before.
+    #[arg(long, value_parser = humantime::parse_duration, conflicts_with = "deliver_at")]
+    delay: Option<std::time::Duration>,
+    /// Deliver at this time (RFC 3339, or ms since the Unix epoch), not before.
+    #[arg(long)]
+    deliver_at: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -180,6 +186,15 @@ fn build_message(args: &SendArgs) -> anyhow::Result<Message> {
             .split_once('=')
             .ok_or_else(|| anyhow!("--property {property:?} is not name=value"))?;
         message.properties.push((name.to_owned(), value.to_owned()));
+    }
+    if let Some(delay) = args.delay {
+        message = message.with_delay(delay);
+    }
+    if let Some(at) = &args.deliver_at {
+        let ms = crate::flags::parse_time_ms(at).ok_or_else(|| {
+            anyhow!("--deliver-at {at:?}: use an RFC 3339 time (2026-12-02T10:00:00Z) or milliseconds since the Unix epoch")
+        })?;
+        message = message.with_delivery_at(ms);
     }
     Ok(message)
 }

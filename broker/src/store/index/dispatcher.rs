@@ -16,6 +16,7 @@ use tracing::error;
 use crate::store::catalog::Catalog;
 use crate::store::index::consume::{Put, put_entries};
 use crate::store::index::page::Slot;
+use crate::store::index::timers::{TimerOp, apply, timer_of};
 use crate::store::log::record::Record;
 use crate::store::tables::{CONSUME_PAGES, DISPATCHED_UPTO, IDS, KEYS, STATE};
 use crate::store::{Shared, StoreError};
@@ -51,6 +52,8 @@ pub struct IndexEntry {
     pub msg_id: MessageId,
     /// Keys.
     pub keys: Vec<String>,
+    /// What the record does to the delayed-message timers.
+    pub timer: Option<TimerOp>,
 }
 
 /// What the dispatcher receives.
@@ -178,6 +181,7 @@ impl IndexEntry {
             stored_ms: record.stored_ms,
             msg_id: record.msg_id,
             keys: record.keys.clone(),
+            timer: timer_of(&record.properties),
         }
     }
 
@@ -205,7 +209,11 @@ pub fn insert_entries<'e>(
     put_entries(&mut pages, entries.clone().into_iter().map(IndexEntry::put))?;
     let mut ids = txn.open_table(IDS)?;
     let mut keys = txn.open_multimap_table(KEYS)?;
+    let mut timers = Vec::new();
     for entry in entries {
+        if let Some(op) = entry.timer {
+            timers.push((entry.pos, entry.size, op));
+        }
         ids.insert(
             (entry.topic_id, entry.msg_id.0, entry.queue_id, entry.offset),
             (),
@@ -216,6 +224,9 @@ pub fn insert_entries<'e>(
                 (entry.stored_ms, entry.queue_id, entry.offset),
             )?;
         }
+    }
+    for (pos, size, op) in timers {
+        apply(txn, pos, size, op)?;
     }
     Ok(())
 }

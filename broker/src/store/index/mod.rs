@@ -5,6 +5,7 @@
 pub mod consume;
 pub mod dispatcher;
 pub mod page;
+pub mod timers;
 
 use redb::{Durability, WriteTransaction};
 

@@ -67,6 +67,7 @@ impl Assembler {
                 stored_ms,
                 msg_id,
                 keys: msg.keys.clone(),
+                timer: crate::store::index::timers::timer_of(&msg.properties),
             });
             msg_ids.push(msg_id);
         }

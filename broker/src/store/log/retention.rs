@@ -67,6 +67,12 @@ pub(in crate::store) fn enforce(shared: &Shared, now_ms: u64) -> Result<u64, Sto
         if !dispatched || !(over_size || age_ms > 0) {
             return Ok(removed);
         }
+        // A pending delayed message keeps its segment (and every later one).
+        if crate::store::index::timers::oldest_pending_pos(&shared.index)?
+            .is_some_and(|pos| pos < next_base)
+        {
+            return Ok(removed);
+        }
         let newest_ms = newest_stored_ms(shared, *base, file.as_ref())?;
         let too_old = age_ms > 0 && newest_ms.is_some_and(|ms| ms + age_ms < now_ms);
         if !(over_size || too_old) {

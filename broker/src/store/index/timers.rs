@@ -1,0 +1,113 @@
+//! Delayed messages in the index: what a record does to the pending timers, and the rows
+//! that hold them. A delayed send is stored once, in the system topic `%SCHEDULE%`, with
+//! its due time and real destination as properties; that record arms a timer. When it is
+//! due, the broker appends the message to its real topic with `%TIMER` naming the
+//! scheduled record's position, and indexing that record ends the timer, so a replay of
+//! the log re-arms and ends it again and never delivers it twice.
+
+use quiver_proto::message::PROP_DELIVER_AT;
+use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
+
+use crate::store::StoreError;
+use crate::store::tables::{TIMER_POS, TIMERS};
+
+/// The system topic that holds delayed messages until they are due.
+pub const SCHEDULE_TOPIC: &str = "%SCHEDULE%";
+/// Property of a scheduled record: the topic it is for.
+pub const PROP_REAL_TOPIC: &str = "%REAL_TOPIC";
+/// Property of a scheduled record: the queue it is for.
+pub const PROP_REAL_QUEUE: &str = "%REAL_QUEUE";
+/// Property of a delivered record: the log position of the scheduled record it delivers.
+pub const PROP_TIMER: &str = "%TIMER";
+
+/// What a record does to the timers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimerOp {
+    /// A scheduled record: a timer due at this time.
+    Arm {
+        /// Due time (ms since the Unix epoch).
+        due_ms: u64,
+    },
+    /// The delivery of the scheduled record at this log position.
+    Fired {
+        /// The scheduled record's position.
+        pos: u64,
+    },
+}
+
+fn property<'a>(properties: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    properties
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// A record's effect on the timers, from its properties.
+pub fn timer_of(properties: &[(String, String)]) -> Option<TimerOp> {
+    if let Some(pos) = property(properties, PROP_TIMER).and_then(|v| v.parse().ok()) {
+        return Some(TimerOp::Fired { pos });
+    }
+    property(properties, PROP_REAL_TOPIC)?;
+    let due_ms = property(properties, PROP_DELIVER_AT)?.parse().ok()?;
+    Some(TimerOp::Arm { due_ms })
+}
+
+/// Applies a record's timer effect inside an index transaction.
+pub fn apply(txn: &WriteTransaction, pos: u64, size: u32, op: TimerOp) -> Result<(), StoreError> {
+    let mut timers = txn.open_table(TIMERS)?;
+    let mut by_pos = txn.open_table(TIMER_POS)?;
+    match op {
+        TimerOp::Arm { due_ms } => {
+            timers.insert((due_ms, pos), size)?;
+            by_pos.insert(pos, due_ms)?;
+        }
+        TimerOp::Fired { pos } => {
+            let due = by_pos.remove(pos)?.map(|v| v.value());
+            if let Some(due_ms) = due {
+                timers.remove((due_ms, pos))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A pending timer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timer {
+    /// Due time.
+    pub due_ms: u64,
+    /// Scheduled record's position.
+    pub pos: u64,
+    /// Its size.
+    pub size: u32,
+}
+
+/// The earliest pending timer.
+pub fn first(index: &redb::Database) -> Result<Option<Timer>, StoreError> {
+    let txn = index.begin_read()?;
+    let timers = match txn.open_table(TIMERS) {
+        Ok(table) => table,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(err) => return Err(err.into()),
+    };
+    let first = timers.first()?.map(|(key, size)| {
+        let (due_ms, pos) = key.value();
+        Timer {
+            due_ms,
+            pos,
+            size: size.value(),
+        }
+    });
+    Ok(first)
+}
+
+/// The lowest log position holding a pending timer (retention keeps it).
+pub fn oldest_pending_pos(index: &redb::Database) -> Result<Option<u64>, StoreError> {
+    let txn = index.begin_read()?;
+    let by_pos = match txn.open_table(TIMER_POS) {
+        Ok(table) => table,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(err) => return Err(err.into()),
+    };
+    Ok(by_pos.first()?.map(|(pos, _)| pos.value()))
+}
