@@ -90,7 +90,7 @@ impl Core {
 
     /// Delivers delayed messages when due, until shutdown.
     pub async fn run_timers(self: Arc<Self>) {
-        let mut changes = self.store.dispatched_upto();
+        let mut changes = self.store.timers_armed();
         loop {
             changes.borrow_and_update();
             let store = self.store.clone();
@@ -113,7 +113,7 @@ impl Core {
             };
             let sleep = tokio::time::sleep(wait.unwrap_or(Duration::from_secs(3600)));
             tokio::select! {
-                // A new (maybe earlier) timer was indexed.
+                // A new (maybe earlier) timer was armed.
                 changed = changes.changed() => if changed.is_err() { return },
                 () = sleep => {}
                 () = self.shutdown.cancelled() => return,

@@ -94,6 +94,8 @@ pub(crate) struct Shared {
     pub(crate) dispatched: watch::Sender<u64>,
     /// End of the log `fdatasync` made durable (recovery's end at start).
     pub(crate) synced: watch::Sender<u64>,
+    /// Bumped when an index commit arms a delayed-message timer (the timer loop sleeps on it).
+    pub(crate) timers_armed: watch::Sender<u64>,
     pub(crate) stats: Stats,
     pub(crate) log_start: AtomicU64,
     /// Messages stored before this time may have been removed by retention (0: none removed).
@@ -269,6 +271,7 @@ impl Store {
             queues: RwLock::new(rec.queues),
             dispatched,
             synced,
+            timers_armed: watch::channel(0).0,
             stats: Stats::default(),
             log_start: AtomicU64::new(rec.log_start),
             removed_before_ms: AtomicU64::new(rec.removed_before_ms),
@@ -495,6 +498,11 @@ impl Store {
     /// here; async flush lags it by at most `flush_interval`).
     pub fn synced_upto(&self) -> watch::Receiver<u64> {
         self.shared.synced.subscribe()
+    }
+
+    /// Changes when a delayed message is scheduled.
+    pub fn timers_armed(&self) -> watch::Receiver<u64> {
+        self.shared.timers_armed.subscribe()
     }
 
     /// The earliest pending delayed message.

@@ -135,8 +135,15 @@ impl Dispatcher {
         if durable {
             self.last_durable = Instant::now();
         }
+        let armed = batches
+            .iter()
+            .flat_map(|(_, entries)| entries.iter())
+            .any(|e| matches!(e.timer, Some(TimerOp::Arm { .. })));
         let all = batches.iter().flat_map(|(_, entries)| entries.iter());
         self.shared.publish_dispatched(all, end);
+        if armed {
+            self.shared.timers_armed.send_modify(|n| *n += 1);
+        }
         Ok(())
     }
 }
