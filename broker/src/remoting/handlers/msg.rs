@@ -18,7 +18,7 @@ const PULL_MESSAGE_OVERHEAD_BYTES: usize = 128;
 
 use super::{reply, topic_name};
 use crate::core::groups::GroupPulled;
-use crate::core::{PullSpec, TagExpr, TopicChange};
+use crate::core::{PullSpec, Pulled, TagExpr, TopicChange};
 use crate::remoting::Broker;
 
 pub(crate) async fn send(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure> {
@@ -35,8 +35,8 @@ pub(crate) async fn send(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure
     })
 }
 
-pub(crate) async fn pull(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure> {
-    let request: PullRequest = decode_body(body)?;
+/// Reads what a pull request asks for, keeping the messages `tags` matches.
+async fn read(broker: &Broker, request: &PullRequest, tags: TagExpr) -> Result<Pulled, Failure> {
     let name = topic_name(&request.topic)?;
     let spec = PullSpec {
         topic: name.as_str().to_owned(),
@@ -44,10 +44,15 @@ pub(crate) async fn pull(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure
         offset: request.offset,
         max_msgs: request.max_msgs,
         max_bytes: request.max_bytes,
-        tags: TagExpr::All,
+        tags,
     };
     let wait = Duration::from_millis(u64::from(request.wait_ms));
-    let pulled = broker.core.pull(&spec, wait).await?;
+    Ok(broker.core.pull(&spec, wait).await?)
+}
+
+pub(crate) async fn pull(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure> {
+    let request: PullRequest = decode_body(body)?;
+    let pulled = read(broker, &request, TagExpr::All).await?;
     let capacity = pull_capacity(&pulled.messages);
     let response = PullResponse {
         messages: pulled.messages,
@@ -107,20 +112,18 @@ pub(crate) fn offsets_of(topic: &TopicChange) -> Vec<QueueOffsets> {
 
 pub(crate) async fn pull_filtered(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure> {
     let request: FilteredPullRequest = decode_body(body)?;
-    let name = topic_name(&request.topic)?;
     let tags = TagExpr::parse(&request.tags)
         .map_err(|err| Failure::new(ErrorCode::InvalidArgument, err.to_string()))?;
-    let spec = PullSpec {
-        topic: name.as_str().to_owned(),
+    let plain = PullRequest {
+        topic: request.topic,
         queue_id: request.queue_id,
         offset: request.offset,
         max_msgs: request.max_msgs,
         max_bytes: request.max_bytes,
-        tags,
+        wait_ms: request.wait_ms,
     };
-    let wait = Duration::from_millis(u64::from(request.wait_ms));
-    let pulled = broker.core.pull(&spec, wait).await?;
-    Ok(filtered_reply(GroupPulled::of(pulled, request.offset)))
+    let pulled = read(broker, &plain, tags).await?;
+    Ok(filtered_reply(GroupPulled::of(pulled, plain.offset)))
 }
 
 /// Room for a pull answer: bodies plus what postcard adds around each message (names, keys,

@@ -82,13 +82,23 @@ pub struct Timer {
     pub size: u32,
 }
 
+/// A table of a read transaction, `None` before its first row was ever written.
+fn read_table<K: redb::Key + 'static, V: redb::Value + 'static>(
+    txn: &redb::ReadTransaction,
+    table: redb::TableDefinition<'static, K, V>,
+) -> Result<Option<redb::ReadOnlyTable<K, V>>, StoreError> {
+    match txn.open_table(table) {
+        Ok(table) => Ok(Some(table)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(err) => Err(err.into()),
+    }
+}
+
 /// The earliest pending timer.
 pub fn first(index: &redb::Database) -> Result<Option<Timer>, StoreError> {
     let txn = index.begin_read()?;
-    let timers = match txn.open_table(TIMERS) {
-        Ok(table) => table,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-        Err(err) => return Err(err.into()),
+    let Some(timers) = read_table(&txn, TIMERS)? else {
+        return Ok(None);
     };
     let first = timers.first()?.map(|(key, size)| {
         let (due_ms, pos) = key.value();
@@ -104,10 +114,8 @@ pub fn first(index: &redb::Database) -> Result<Option<Timer>, StoreError> {
 /// The lowest log position holding a pending timer (retention keeps it).
 pub fn oldest_pending_pos(index: &redb::Database) -> Result<Option<u64>, StoreError> {
     let txn = index.begin_read()?;
-    let by_pos = match txn.open_table(TIMER_POS) {
-        Ok(table) => table,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-        Err(err) => return Err(err.into()),
+    let Some(by_pos) = read_table(&txn, TIMER_POS)? else {
+        return Ok(None);
     };
     Ok(by_pos.first()?.map(|(pos, _)| pos.value()))
 }
