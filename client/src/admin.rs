@@ -284,6 +284,16 @@ impl Admin {
             .call(addr, RequestCode::BrokerStats, &StatsRequest {})
             .await
     }
+
+    /// What pulls cost a broker since it started: records and bytes read, slots scanned.
+    pub async fn read_stats(
+        &self,
+        addr: &str,
+    ) -> Result<quiver_proto::requests::admin::ReadStats, ClientError> {
+        self.client
+            .call(addr, RequestCode::BrokerReadStats, &StatsRequest {})
+            .await
+    }
 }
 
 /// Names the broker in a failed call (a server error keeps its code).

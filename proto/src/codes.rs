@@ -110,6 +110,8 @@ request_codes! {
     GroupResetOffset = 407, "group.reset_offset", Admin;
     /// Broker counters (appends, fsyncs, bytes).
     BrokerStats = 900, "broker.stats", Client;
+    /// What reads cost the store: records and bytes read, index slots scanned.
+    BrokerReadStats = 901, "broker.read_stats", Client;
 }
 
 impl std::fmt::Display for RequestCode {

@@ -274,11 +274,20 @@ async fn the_tag_filter_runs_on_the_broker() {
         max_bytes: 1 << 20,
         wait_ms: 0,
     };
+    let admin = Admin::new(s.client.clone());
+    let before = admin.read_stats(&addr).await.unwrap();
     let read: GroupPullResponse = s
         .client
         .call(&addr, RequestCode::GroupPull, &pull)
         .await
         .unwrap();
+    let after = admin.read_stats(&addr).await.unwrap();
+    assert_eq!(
+        after.records_read - before.records_read,
+        100,
+        "only the matching records were read from the log"
+    );
+    assert_eq!(after.slots_scanned - before.slots_scanned, 300);
     assert_eq!(read.messages.len(), 100);
     assert!(
         read.messages

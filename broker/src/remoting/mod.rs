@@ -85,6 +85,7 @@ impl Broker {
             RequestCode::GroupUpdate => handlers::group::update(self, body).await,
             RequestCode::GroupResetOffset => handlers::group::reset_offset(self, body).await,
             RequestCode::BrokerStats => handlers::admin::stats(self, body).await,
+            RequestCode::BrokerReadStats => handlers::admin::read_stats(self, body).await,
         }
     }
 }

@@ -81,6 +81,12 @@ pub(crate) struct Stats {
     pub(crate) log_end: AtomicU64,
     /// Retention passes that failed (each logged at error with its cause).
     pub(crate) retention_errors: AtomicU64,
+    /// Records read from the log for pulls.
+    pub(crate) records_read: AtomicU64,
+    /// Their bytes.
+    pub(crate) bytes_read: AtomicU64,
+    /// Consume-index slots pulls looked at (read, or stepped over by a tag filter).
+    pub(crate) slots_scanned: AtomicU64,
 }
 
 /// State shared by the request path and the store's threads.
@@ -546,6 +552,16 @@ impl Store {
             healthy: fence.is_none(),
             unhealthy_reason: fence.unwrap_or_default(),
             retention_errors: stats.retention_errors.load(Ordering::Relaxed),
+        }
+    }
+
+    /// What pulls cost: records and bytes read from the log, index slots scanned.
+    pub fn read_stats(&self) -> quiver_proto::requests::admin::ReadStats {
+        let stats = &self.shared.stats;
+        quiver_proto::requests::admin::ReadStats {
+            records_read: stats.records_read.load(Ordering::Relaxed),
+            bytes_read: stats.bytes_read.load(Ordering::Relaxed),
+            slots_scanned: stats.slots_scanned.load(Ordering::Relaxed),
         }
     }
 

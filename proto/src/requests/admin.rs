@@ -33,3 +33,14 @@ pub struct BrokerStats {
     /// Retention passes that failed (each logged with its cause).
     pub retention_errors: u64,
 }
+
+/// Answer to `broker.read_stats`: what reads cost the store since start.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadStats {
+    /// Records read from the log (or its in-memory tail) to answer pulls and lookups.
+    pub records_read: u64,
+    /// Their bytes.
+    pub bytes_read: u64,
+    /// Consume-index slots looked at (read or stepped over by a tag filter).
+    pub slots_scanned: u64,
+}

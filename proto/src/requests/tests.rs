@@ -99,6 +99,7 @@ proptest! {
             queues: vec![QueueRoute { broker_name: "b".into(), queues, writable: true }],
         });
         round_trip(&StatsRequest {});
+        round_trip(&ReadStats { records_read: n, bytes_read: n, slots_scanned: n });
         round_trip(&BrokerStats { flush_mode: "sync".into(), msgs_appended: n, appends: n, fsyncs: n,
             bytes_written: n, log_start: 0, log_end: n, dispatched_upto: n, healthy: n % 2 == 0,
             unhealthy_reason: "disk".into(), retention_errors: n });

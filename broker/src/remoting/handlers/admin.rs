@@ -12,3 +12,8 @@ pub(crate) async fn stats(broker: &Broker, body: &Bytes) -> Result<Bytes, Failur
     let _: StatsRequest = decode_body(body)?;
     reply(&broker.core.store().stats())
 }
+
+pub(crate) async fn read_stats(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure> {
+    let _: StatsRequest = decode_body(body)?;
+    reply(&broker.core.store().read_stats())
+}

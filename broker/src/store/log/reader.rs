@@ -158,6 +158,18 @@ impl Store {
             return Err(removed());
         }
         let next_offset = scanned.next_offset;
+        let stats = &shared.stats;
+        stats.slots_scanned.fetch_add(
+            next_offset - spec.offset,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        stats
+            .records_read
+            .fetch_add(entries.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        stats.bytes_read.fetch_add(
+            entries.iter().map(|(_, e)| u64::from(e.size)).sum(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let messages = load_many(shared, topic, &entries).map_err(|err| {
             let log_start = shared.log_start.load(std::sync::atomic::Ordering::Acquire);
             if entries
