@@ -95,8 +95,11 @@ impl Core {
             changes.borrow_and_update();
             let store = self.store.clone();
             let next = blocking(move || store.first_timer()).await;
+            // One reading of the clock for both arms: read twice, a timer due between the
+            // readings would make the wait negative.
+            let now = now_ms();
             let wait = match next {
-                Ok(Some(timer)) if timer.due_ms <= now_ms() => {
+                Ok(Some(timer)) if timer.due_ms <= now => {
                     if let Err(err) = self.deliver(timer).await {
                         warn!(pos = timer.pos, cause = %err, "cannot deliver a delayed message yet; retrying");
                         Some(RETRY_PAUSE)
@@ -104,7 +107,7 @@ impl Core {
                         continue;
                     }
                 }
-                Ok(Some(timer)) => Some(Duration::from_millis(timer.due_ms - now_ms())),
+                Ok(Some(timer)) => Some(Duration::from_millis(timer.due_ms - now)),
                 Ok(None) => None,
                 Err(err) => {
                     warn!(cause = %err, "cannot read the timers; retrying");

@@ -301,16 +301,12 @@ impl Session {
             });
         }
         let mut refused = None;
-        let mut answered = std::collections::BTreeSet::new();
         while let Some(joined) = calls.join_next().await {
             let Ok((name, addr, sent, answer)) = joined else {
                 continue;
             };
             match answer {
-                Ok(response) => {
-                    answered.insert(name.clone());
-                    self.take_leases(&name, &addr, sent, response);
-                }
+                Ok(response) => self.take_leases(&name, &addr, sent, response),
                 Err(err) if err.is_retryable() || err.code().is_none() => {
                     debug!(broker = %name, cause = %err, "group heartbeat failed; retrying next round");
                 }

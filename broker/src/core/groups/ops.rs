@@ -44,7 +44,10 @@ pub struct GroupPulled {
 impl GroupPulled {
     /// A read from `from`, with the offsets its tag filter stepped over.
     pub fn of(read: crate::core::Pulled, from: u64) -> Self {
-        let filtered = (read.next_offset - from).saturating_sub(read.messages.len() as u64);
+        let filtered = read
+            .next_offset
+            .saturating_sub(from)
+            .saturating_sub(read.messages.len() as u64);
         GroupPulled {
             messages: read.messages,
             next_offset: read.next_offset,
