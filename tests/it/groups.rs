@@ -566,19 +566,21 @@ async fn orderly_push_keeps_every_keys_order_through_random_failures() {
 async fn a_concurrent_push_consumer_handles_everything_and_commits_past_retries() {
     let _serial = serial();
     let s = setup(spec(), "jobs", 2).await;
-    let done: Arc<Mutex<BTreeMap<MessageId, u64>>> = Arc::default();
+    // id → (attempts, succeeded).
+    let done: Arc<Mutex<BTreeMap<MessageId, (u64, bool)>>> = Arc::default();
     let handler = {
         let done = done.clone();
         Arc::new(move |delivery: Delivery| -> HandlerFuture {
             let done = done.clone();
             Box::pin(async move {
                 let mut done = done.lock().unwrap();
-                let n = done.entry(delivery.message.msg_id).or_default();
-                *n += 1;
+                let (attempts, succeeded) = done.entry(delivery.message.msg_id).or_default();
+                *attempts += 1;
                 // Every message fails its first attempt once in five.
-                if *n == 1 && fails(&delivery.message.body, 0, 5) {
+                if *attempts == 1 && fails(&delivery.message.body, 0, 5) {
                     return Outcome::Failure;
                 }
+                *succeeded = true;
                 Outcome::Success
             })
         }) as quiver_client::group::Handler
@@ -591,15 +593,15 @@ async fn a_concurrent_push_consumer_handles_everything_and_commits_past_retries(
     .await
     .unwrap();
     let sent = send(&s.client, "jobs", 1000, |_| "t").await;
+    // Every message succeeded, retries included.
     until("every message handled", || {
-        done.lock().unwrap().len() == 1000
+        let done = done.lock().unwrap();
+        done.len() == 1000 && done.values().all(|(_, ok)| *ok)
     })
     .await;
-    let attempts: u64 = done.lock().unwrap().values().sum();
-    let failed_once = sent
-        .iter()
-        .filter(|id| done.lock().unwrap()[*id] == 2)
-        .count() as u64;
+    let snapshot = done.lock().unwrap().clone();
+    let attempts: u64 = snapshot.values().map(|(n, _)| n).sum();
+    let failed_once = sent.iter().filter(|id| snapshot[*id].0 == 2).count() as u64;
     assert!(failed_once > 0);
     assert_eq!(
         attempts,
