@@ -40,6 +40,9 @@ enum Command {
     /// Consumer groups: list, describe, update, reset offsets.
     #[command(subcommand)]
     Group(commands::group::GroupCommand),
+    /// A group's dead letters: list them, resend them to the group.
+    #[command(subcommand)]
+    Dlq(commands::dlq::DlqCommand),
     /// Look messages up by id or key.
     Query(commands::query::QueryArgs),
     /// Make TLS material for a cluster.
@@ -79,6 +82,7 @@ fn run_client_command(command: Command, global: GlobalArgs) -> anyhow::Result<()
             Command::Pull(args) => commands::pull::run(args, &ctx).await,
             Command::Consume(args) => commands::consume::run(args, &ctx).await,
             Command::Group(command) => commands::group::run(command, &ctx).await,
+            Command::Dlq(command) => commands::dlq::run(command, &ctx).await,
             Command::Query(args) => commands::query::run(args, &ctx).await,
             Command::Stats => commands::stats::run(&ctx).await,
             Command::Bench(args) => commands::bench::run(args, &ctx).await,

@@ -53,7 +53,7 @@ pub fn messages_table(messages: &[StoredMessage]) -> String {
     table(&["queue", "offset", "msg id", "tag", "keys", "body"], rows)
 }
 
-fn preview(body: &[u8]) -> String {
+pub fn preview(body: &[u8]) -> String {
     const PREVIEW_CHARS: usize = 60;
     match std::str::from_utf8(body) {
         Ok(text) if text.chars().count() > PREVIEW_CHARS => {

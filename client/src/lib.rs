@@ -15,6 +15,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod admin;
+pub mod admin_dlq;
 pub mod admin_group;
 mod answer;
 pub mod batcher;
@@ -28,6 +29,7 @@ pub mod producer;
 pub mod queue;
 
 pub use admin::{Admin, BrokerChoice, BrokerTopic};
+pub use admin_dlq::DeadLetter;
 pub use batcher::AutoBatch;
 pub use client::{Client, ClientOptions};
 pub use consumer::{PullConsumer, QueueRange};

@@ -197,7 +197,7 @@ fn check_registration(registration: &BrokerRegistration) -> Result<(), String> {
     }
     let mut seen = std::collections::HashSet::with_capacity(registration.topics.len());
     for topic in &registration.topics {
-        quiver_proto::Name::new(&topic.topic).map_err(|err| format!("topic {err}"))?;
+        quiver_proto::Name::readable(&topic.topic).map_err(|err| format!("topic {err}"))?;
         if !(1..=QUEUES_MAX).contains(&topic.queues) {
             return Err(format!(
                 "topic {} has {} queues: use 1 to {QUEUES_MAX}",

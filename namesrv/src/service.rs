@@ -74,7 +74,7 @@ impl NameServer {
         match code {
             RequestCode::RouteGet => {
                 let request: RouteGet = decode(body)?;
-                Name::new(&request.topic)
+                Name::readable(&request.topic)
                     .map_err(|e| (ErrorCode::InvalidName, format!("topic {e}")))?;
                 match self.registry().route(now, &request.topic) {
                     Some(route) => Ok(encode_body(&route)),

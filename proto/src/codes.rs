@@ -108,6 +108,10 @@ request_codes! {
     GroupUpdate = 406, "group.update", Admin;
     /// Move a group's committed offsets of a topic.
     GroupResetOffset = 407, "group.reset_offset", Admin;
+    /// Store a failed message in the group's retry (or dead-letter) topic.
+    GroupSendBack = 408, "group.send_back", Client;
+    /// Give a group's dead letters back to it through its retry topic.
+    GroupDlqResend = 409, "group.dlq_resend", Admin;
     /// Broker counters (appends, fsyncs, bytes).
     BrokerStats = 900, "broker.stats", Client;
     /// What reads cost the store: records and bytes read, index slots scanned.

@@ -25,6 +25,15 @@ pub const MESSAGE_BYTES_MAX_DEFAULT: usize = 4 << 20;
 pub const PROP_DELIVER_AT: &str = "%DELIVER_AT";
 /// Longest delay a message may ask for (RocketMQ 5 allows up to 40 days too).
 pub const DELAY_MS_MAX: u64 = 40 * 24 * 3600 * 1000;
+/// Set by the broker on a message sent back for another try: how many times a consumer
+/// group has failed it so far (1 on its first retry).
+pub const PROP_RECONSUME: &str = "%RECONSUME";
+/// Set by the broker on a retried or dead-lettered message: the topic it was first sent to.
+pub const PROP_ORIGIN_TOPIC: &str = "%ORIGIN_TOPIC";
+/// Prefix of a group's retry topic: `%RETRY%<group>`.
+pub const RETRY_PREFIX: &str = "%RETRY%";
+/// Prefix of a group's dead-letter topic: `%DLQ%<group>`.
+pub const DLQ_PREFIX: &str = "%DLQ%";
 
 /// A message's unique 128-bit id, printed as 32 lowercase hex digits. Producers make it
 /// (UUIDv7, time-ordered) and keep it across retries.
@@ -100,6 +109,42 @@ impl Name {
             return Err(format!("name {text:?} is not allowed"));
         }
         Ok(())
+    }
+
+    /// Validates the name of a topic to read: a user name, or a group's retry or
+    /// dead-letter topic (`%RETRY%<group>`, `%DLQ%<group>`), which the broker creates and
+    /// clients read, query and route but never create or send to.
+    pub fn readable(text: &str) -> Result<Self, String> {
+        let Some(group) = text
+            .strip_prefix(RETRY_PREFIX)
+            .or_else(|| text.strip_prefix(DLQ_PREFIX))
+        else {
+            return Self::new(text);
+        };
+        if text.len() > NAME_BYTES_MAX {
+            return Err(format!(
+                "name is {} bytes long: the maximum is {NAME_BYTES_MAX}",
+                text.len()
+            ));
+        }
+        Self::new(group)
+            .map(|_| Name(text.to_owned()))
+            .map_err(|err| format!("{text:?} names no group's retry or dead-letter topic: {err}"))
+    }
+
+    /// The retry topic of `group`.
+    pub fn retry_topic(group: &Name) -> Name {
+        Name(format!("{RETRY_PREFIX}{group}"))
+    }
+
+    /// The dead-letter topic of `group`.
+    pub fn dlq_topic(group: &Name) -> Name {
+        Name(format!("{DLQ_PREFIX}{group}"))
+    }
+
+    /// True for a retry topic's name.
+    pub fn is_retry(&self) -> bool {
+        self.0.starts_with(RETRY_PREFIX)
     }
 
     /// The name as text.
@@ -262,6 +307,28 @@ impl StoredMessage {
     /// True when `body_crc` matches the body.
     pub fn checksum_ok(&self) -> bool {
         crc32c::crc32c(&self.body) == self.body_crc
+    }
+
+    /// A property's value.
+    pub fn property(&self, name: &str) -> Option<&str> {
+        self.properties
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// How many times a consumer group failed this message before (0 unless it comes from
+    /// a retry or dead-letter topic).
+    pub fn reconsume_times(&self) -> u32 {
+        self.property(PROP_RECONSUME)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// The topic the message was sent to: its own, or for a retried or dead-lettered
+    /// message, the topic it first went to.
+    pub fn origin_topic(&self) -> &str {
+        self.property(PROP_ORIGIN_TOPIC).unwrap_or(&self.topic)
     }
 }
 

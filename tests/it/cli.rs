@@ -4,7 +4,7 @@ use std::process::Command;
 
 use quiver_tests::harness::{Server, Spec, bin, serial};
 
-fn quiver(server: &Server, args: &[&str]) -> std::process::Output {
+pub(crate) fn quiver(server: &Server, args: &[&str]) -> std::process::Output {
     let tls = server.tls_dir();
     Command::new(bin("quiver"))
         .arg("--ca")

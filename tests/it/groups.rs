@@ -15,7 +15,8 @@ use quiver_client::{
 };
 use quiver_proto::RequestCode;
 use quiver_proto::requests::group::{
-    GroupHeartbeat, GroupHeartbeatResponse, GroupPull, GroupPullResponse, StartFrom, Subscription,
+    GroupHeartbeat, GroupHeartbeatResponse, GroupPull, GroupPullResponse, GroupSettings, StartFrom,
+    Subscription,
 };
 use quiver_tests::harness::{Spec, serial};
 use quiver_tests::history::{History, Reads, check};
@@ -566,18 +567,32 @@ async fn orderly_push_keeps_every_keys_order_through_random_failures() {
 async fn a_concurrent_push_consumer_handles_everything_and_commits_past_retries() {
     let _serial = serial();
     let s = setup(spec(), "jobs", 2).await;
-    // id → (attempts, succeeded).
-    let done: Arc<Mutex<BTreeMap<MessageId, (u64, bool)>>> = Arc::default();
+    let admin = Admin::new(s.client.clone());
+    let settings = GroupSettings {
+        backoff_ms: vec![5],
+        ..GroupSettings::default()
+    };
+    admin.update_group("workers", settings).await.unwrap();
+    // id → (attempts, succeeded, retries that came through the retry topic).
+    type Done = BTreeMap<MessageId, (u64, bool, u64)>;
+    let done: Arc<Mutex<Done>> = Arc::default();
     let handler = {
         let done = done.clone();
         Arc::new(move |delivery: Delivery| -> HandlerFuture {
             let done = done.clone();
             Box::pin(async move {
                 let mut done = done.lock().unwrap();
-                let (attempts, succeeded) = done.entry(delivery.message.msg_id).or_default();
+                let m = &delivery.message;
+                let (attempts, succeeded, retried) = done.entry(m.msg_id).or_default();
                 *attempts += 1;
+                if m.topic == "%RETRY%workers"
+                    && m.reconsume_times() == 1
+                    && m.origin_topic() == "jobs"
+                {
+                    *retried += 1;
+                }
                 // Every message fails its first attempt once in five.
-                if *attempts == 1 && fails(&delivery.message.body, 0, 5) {
+                if *attempts == 1 && fails(&m.body, 0, 5) {
                     return Outcome::Failure;
                 }
                 *succeeded = true;
@@ -596,29 +611,46 @@ async fn a_concurrent_push_consumer_handles_everything_and_commits_past_retries(
     // Every message succeeded, retries included.
     until("every message handled", || {
         let done = done.lock().unwrap();
-        done.len() == 1000 && done.values().all(|(_, ok)| *ok)
+        done.len() == 1000 && done.values().all(|(_, ok, _)| *ok)
     })
     .await;
     let snapshot = done.lock().unwrap().clone();
-    let attempts: u64 = snapshot.values().map(|(n, _)| n).sum();
-    let failed_once = sent.iter().filter(|id| snapshot[*id].0 == 2).count() as u64;
-    assert!(failed_once > 0);
+    let attempts: u64 = snapshot.values().map(|(n, _, _)| n).sum();
+    let failed_once: Vec<&MessageId> = sent.iter().filter(|id| snapshot[*id].0 == 2).collect();
+    assert!(!failed_once.is_empty());
     assert_eq!(
         attempts,
-        1000 + failed_once,
+        1000 + failed_once.len() as u64,
         "a failed message is handled again, once"
     );
+    assert!(
+        failed_once.iter().all(|id| snapshot[*id].2 == 1),
+        "a failed message comes back through %RETRY%workers with its retry count and origin"
+    );
     consumer.close().await.unwrap();
-    let info = &Admin::new(s.client.clone())
-        .describe_group("workers")
-        .await
-        .unwrap()[0]
-        .info;
-    let committed: u64 = info.queues.iter().map(|q| q.committed.unwrap_or(0)).sum();
+    let info = &admin.describe_group("workers").await.unwrap()[0].info;
+    let committed = |topic: &str| -> u64 {
+        info.queues
+            .iter()
+            .filter(|q| q.topic == topic)
+            .map(|q| q.committed.unwrap_or(0))
+            .sum()
+    };
     assert_eq!(
-        committed, 1000,
+        committed("jobs"),
+        1000,
         "close commits up to the last message: {:?}",
         info.queues
+    );
+    assert_eq!(
+        committed("%RETRY%workers"),
+        failed_once.len() as u64,
+        "and past every retry: {:?}",
+        info.queues
+    );
+    eprintln!(
+        "concurrent: 1,000 messages, {} retried through the retry topic",
+        failed_once.len()
     );
 }
 

@@ -14,6 +14,7 @@ mod long_poll;
 mod member;
 mod query;
 mod recovery;
+mod retries;
 mod security;
 mod send_modes;
 mod shutdown;

@@ -84,6 +84,8 @@ impl Broker {
             RequestCode::GroupDescribe => handlers::group::describe(self, body).await,
             RequestCode::GroupUpdate => handlers::group::update(self, body).await,
             RequestCode::GroupResetOffset => handlers::group::reset_offset(self, body).await,
+            RequestCode::GroupSendBack => handlers::group::send_back(self, body).await,
+            RequestCode::GroupDlqResend => handlers::group::dlq_resend(self, body).await,
             RequestCode::BrokerStats => handlers::admin::stats(self, body).await,
             RequestCode::BrokerReadStats => handlers::admin::read_stats(self, body).await,
         }

@@ -5,9 +5,12 @@ use std::time::{Duration, UNIX_EPOCH};
 use anyhow::{anyhow, bail};
 use std::path::PathBuf;
 
+use quiver_client::group::{Handler, HandlerFuture};
 use quiver_client::{
-    BroadcastConsumer, ClientError, Delivery, GroupConsumer, GroupOptions, GroupStart,
+    BroadcastConsumer, ClientError, Delivery, GroupConsumer, GroupOptions, GroupStart, Outcome,
+    PushConsumer, PushOptions,
 };
+use tokio::sync::{mpsc, oneshot};
 
 use crate::connect::{Context, Output};
 use crate::output::message_json;
@@ -31,6 +34,10 @@ pub struct ConsumeArgs {
     /// every message; offsets kept in --state-dir).
     #[arg(long, default_value = "clustering", value_parser = ["clustering", "broadcast"])]
     mode: String,
+    /// Clustering mode: lock each queue to this member while it reads it and print its
+    /// messages one at a time, in order (a queue moves only between two messages).
+    #[arg(long, conflicts_with = "state_dir")]
+    orderly: bool,
     /// Broadcast mode: the directory of this member's offsets file.
     #[arg(long)]
     state_dir: Option<PathBuf>,
@@ -73,6 +80,8 @@ pub async fn run(args: ConsumeArgs, ctx: &Context) -> anyhow::Result<()> {
             bail!("--mode broadcast needs --state-dir DIR: where this member keeps its offsets");
         };
         Member::Broadcast(BroadcastConsumer::start(ctx.client.clone(), options, dir).await?)
+    } else if args.orderly {
+        orderly(ctx, options).await?
     } else {
         Member::Group(GroupConsumer::start(ctx.client.clone(), options).await?)
     };
@@ -132,9 +141,51 @@ fn time_text(ms: u64) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
-/// A clustering or a broadcasting member.
+/// An orderly member: a push consumer whose handler hands each message to the printing
+/// loop and finishes once it is printed, so a queue's next message waits for it.
+async fn orderly(ctx: &Context, options: GroupOptions) -> anyhow::Result<Member> {
+    let (tx, rx) = mpsc::channel::<(Delivery, oneshot::Sender<()>)>(1);
+    let handler: Handler = std::sync::Arc::new(move |delivery: Delivery| -> HandlerFuture {
+        let tx = tx.clone();
+        Box::pin(async move {
+            let (printed, done) = oneshot::channel();
+            if tx.send((delivery, printed)).await.is_err() || done.await.is_err() {
+                // Stopping: not printed, so not done; the queue's next holder reads it.
+                return Outcome::Retry(None);
+            }
+            Outcome::Success
+        })
+    });
+    let mut push = PushOptions::new(options);
+    push.orderly = true;
+    let consumer = PushConsumer::start(ctx.client.clone(), push, handler).await?;
+    Ok(Member::Orderly(
+        consumer,
+        tokio::sync::Mutex::new(Printing { rx, printed: None }),
+    ))
+}
+
+/// Messages on their way from an orderly member's handler to the printing loop.
+struct Printing {
+    rx: mpsc::Receiver<(Delivery, oneshot::Sender<()>)>,
+    /// The message handed out last: done once the loop comes back for the next.
+    printed: Option<oneshot::Sender<()>>,
+}
+
+impl Printing {
+    /// The message handed out last was printed: its handler finishes.
+    fn finish(&mut self) {
+        if let Some(printed) = self.printed.take() {
+            // A handler gone (its queue moved) has nothing left to finish.
+            let _ = printed.send(());
+        }
+    }
+}
+
+/// A clustering, orderly or broadcasting member.
 enum Member {
     Group(GroupConsumer),
+    Orderly(PushConsumer, tokio::sync::Mutex<Printing>),
     Broadcast(BroadcastConsumer),
 }
 
@@ -142,13 +193,26 @@ impl Member {
     fn describe(&self) -> String {
         match self {
             Member::Group(c) => format!("member {}", c.member()),
+            Member::Orderly(c, _) => format!("orderly member {}", c.member()),
             Member::Broadcast(c) => format!("broadcast, {} queues", c.queues().len()),
         }
     }
 
+    /// The next messages; what the last poll returned was printed (and is done).
     async fn poll(&self, wait: Duration) -> Result<Vec<Delivery>, ClientError> {
         match self {
             Member::Group(c) => c.poll(wait).await,
+            Member::Orderly(_, printing) => {
+                let mut printing = printing.lock().await;
+                printing.finish();
+                match tokio::time::timeout(wait, printing.rx.recv()).await {
+                    Ok(Some((delivery, printed))) => {
+                        printing.printed = Some(printed);
+                        Ok(vec![delivery])
+                    }
+                    Ok(None) | Err(_) => Ok(Vec::new()),
+                }
+            }
             Member::Broadcast(c) => c.poll(wait).await,
         }
     }
@@ -156,6 +220,7 @@ impl Member {
     async fn commit(&self) -> Result<(), ClientError> {
         match self {
             Member::Group(c) => c.commit().await,
+            Member::Orderly(..) => Ok(()),
             Member::Broadcast(c) => c.commit().await,
         }
     }
@@ -163,6 +228,10 @@ impl Member {
     async fn close(&self) -> Result<(), ClientError> {
         match self {
             Member::Group(c) => c.close().await,
+            Member::Orderly(c, printing) => {
+                printing.lock().await.finish();
+                c.close().await
+            }
             Member::Broadcast(c) => c.close().await,
         }
     }

@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use quiver_client::Admin;
-use quiver_proto::requests::group::GroupSettings;
 use serde_json::json;
 
 use crate::commands::consume::parse_start;
@@ -76,11 +75,7 @@ pub async fn run(command: GroupCommand, ctx: &Context) -> anyhow::Result<()> {
                 .ok()
                 .and_then(|views| views.into_iter().next())
                 .map(|view| view.info.settings);
-            let mut settings = current.unwrap_or(GroupSettings {
-                max_retries: 16,
-                backoff_ms: vec![10_000, 30_000, 60_000],
-                strategy: "average".into(),
-            });
+            let mut settings = current.unwrap_or_default();
             if let Some(n) = max_retries {
                 settings.max_retries = n;
             }

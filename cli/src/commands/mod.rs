@@ -4,6 +4,7 @@ pub mod bench;
 pub mod certs;
 pub mod cluster;
 pub mod consume;
+pub mod dlq;
 pub mod group;
 pub mod pull;
 pub mod query;

@@ -170,6 +170,27 @@ impl GroupConsumer {
         }
     }
 
+    /// Sends a message this member failed back for a later try: the broker keeps it in the
+    /// group's retry topic, delivered again after the group's back-off step (or `delay`),
+    /// and past the group's retries in its dead-letter topic `%DLQ%<group>`. Call it before
+    /// the next `poll`, which counts the message done.
+    pub async fn send_back(
+        &self,
+        delivery: &Delivery,
+        delay: Option<Duration>,
+    ) -> Result<quiver_proto::requests::group::GroupSendBackResponse, ClientError> {
+        let epoch = self
+            .returned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|(queue, _, _)| *queue == delivery.queue)
+            .map(|(_, epoch, _)| *epoch);
+        self.session
+            .send_back(&delivery.queue, epoch, delivery.message.offset, delay)
+            .await
+    }
+
     /// Commits what `poll` returned so far, now.
     pub async fn commit(&self) -> Result<(), ClientError> {
         self.mark_done();

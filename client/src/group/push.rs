@@ -2,11 +2,12 @@
 //! they exist (long-polls under the hood), with bounded buffering per queue.
 //!
 //! Concurrent mode runs up to `handlers` messages at once; a queue's committed offset is its
-//! lowest unfinished message. Orderly mode handles each queue's messages one at a time, in
-//! order, only while this member holds the queue's lease; a failing message is retried in
-//! place after `retry_delay` and never overtaken. Until retry topics exist, a failing
-//! message of a concurrent consumer is also retried in place (it holds its queue's
-//! committed offset meanwhile).
+//! lowest unfinished message. A failed message is sent back to its broker, which delivers
+//! it again through the group's retry topic after the group's back-off (and past the
+//! group's retries moves it to the dead-letter topic), so it holds nothing up; when the
+//! broker cannot take it, it is retried in place after `retry_delay`. Orderly mode handles
+//! each queue's messages one at a time, in order, only while this member holds the queue's
+//! lease; a failing message is retried in place after `retry_delay` and never overtaken.
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
+use tracing::debug;
 
 use super::session::{Batch, Session};
 use super::{Delivery, GroupOptions, Tasks, join};
@@ -28,7 +30,8 @@ use crate::queue::MessageQueue;
 pub enum Outcome {
     /// Done.
     Success,
-    /// Try again later (after this delay, or the consumer's `retry_delay`).
+    /// Try again later: after this delay, or else the group's back-off step (orderly:
+    /// the consumer's `retry_delay`).
     Retry(Option<Duration>),
     /// Failed: retried like `Retry(None)`.
     Failure,
@@ -54,7 +57,8 @@ pub struct PushOptions {
     pub handlers: usize,
     /// Orderly: one message at a time per queue, in order.
     pub orderly: bool,
-    /// Wait before a message is handled again after `Retry(None)` or `Failure`.
+    /// Wait before a message is handled again after `Retry(None)` or `Failure` in orderly
+    /// mode (and in concurrent mode when the broker cannot take it back).
     pub retry_delay: Duration,
     /// Messages fetched and unfinished per queue before its pulling stops.
     pub queue_buffer_msgs: usize,
@@ -147,24 +151,37 @@ impl Tracker {
     }
 }
 
-/// Handles one message until it succeeds or the member loses its queue.
+/// Handles one message until it succeeds or is sent back for a later try (`send_back`):
+/// then it is finished (true). It is left unfinished (false) when the member loses its
+/// queue or stops first: the queue's next holder reads it again.
 async fn handle(
     session: &Session,
     handler: &Handler,
     delivery: Delivery,
     epoch: u64,
     retry: Duration,
-) {
+    send_back: bool,
+) -> bool {
     loop {
         let outcome = handler(delivery.clone()).await;
-        let wait = match outcome {
-            Outcome::Success => return,
-            Outcome::Retry(delay) => delay.unwrap_or(retry),
-            Outcome::Failure => retry,
+        let delay = match outcome {
+            Outcome::Success => return true,
+            Outcome::Retry(delay) => delay,
+            Outcome::Failure => None,
         };
-        tokio::time::sleep(wait).await;
-        if !session.holds(&delivery.queue, epoch) {
-            return;
+        if send_back {
+            let (queue, offset) = (&delivery.queue, delivery.message.offset);
+            match session.send_back(queue, Some(epoch), offset, delay).await {
+                Ok(_) => return true,
+                Err(err) => {
+                    debug!(topic = %queue.topic, queue = queue.queue_id, offset, cause = %err,
+                        "cannot send a failed message back; retrying it here");
+                }
+            }
+        }
+        tokio::time::sleep(delay.unwrap_or(retry)).await;
+        if !session.holds(&delivery.queue, epoch) || session.stopping() {
+            return false;
         }
     }
 }
@@ -189,15 +206,8 @@ async fn dispatch(
             _ = stop.changed() => break,
         };
         while running.try_join_next().is_some() {}
-        // Forget queues this member no longer reads (their epochs never come back).
-        trackers.retain(|(queue, epoch), tracker| {
-            session.holds(queue, *epoch)
-                || !tracker
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .in_flight
-                    .is_empty()
-        });
+        // Forget queues this member can no longer commit (their epochs never come back).
+        trackers.retain(|(queue, epoch), _| session.may_commit(queue, *epoch));
         orderly.retain(|_, worker| !worker.is_closed());
         if !session.holds(&batch.queue, batch.epoch) {
             if let Some(budget) = &batch.budget {
@@ -256,13 +266,15 @@ async fn dispatch(
                     queue: queue.clone(),
                     message,
                 };
-                handle(&session, &handler, delivery.clone(), epoch, retry).await;
-                let done = {
-                    let mut t = tracker.lock().unwrap_or_else(|p| p.into_inner());
-                    t.in_flight.remove(&offset);
-                    t.done()
-                };
-                session.done(vec![(queue.clone(), epoch, done)]);
+                if handle(&session, &handler, delivery.clone(), epoch, retry, true).await {
+                    let done = {
+                        let mut t = tracker.lock().unwrap_or_else(|p| p.into_inner());
+                        t.in_flight.remove(&offset);
+                        t.done()
+                    };
+                    session.done(vec![(queue.clone(), epoch, done)]);
+                }
+                // Unfinished, it stays in flight: nothing past it is committed.
                 session.hand_back(&queue, epoch, 1);
                 if let Some(budget) = budget {
                     budget.give(&delivery.message);
@@ -277,8 +289,9 @@ async fn dispatch(
 }
 
 /// One queue's messages, one at a time, in order, while the member holds the queue. The
-/// message being handled when the queue moves is finished and counted done (the member may
-/// still commit under the revoking lease); the rest is left to the queue's next holder.
+/// message being handled when the queue moves is finished and counted done if it succeeds
+/// (the member may still commit under the revoking lease); a message left unfinished and
+/// the rest are left to the queue's next holder.
 async fn orderly_worker(
     session: Arc<Session>,
     handler: Handler,
@@ -288,6 +301,7 @@ async fn orderly_worker(
 ) {
     while let Some(batch) = batches.recv().await {
         let mut left = batch.messages.len();
+        let mut unfinished = false;
         for message in batch.messages {
             if !session.holds(&queue, epoch) {
                 break;
@@ -297,15 +311,21 @@ async fn orderly_worker(
                 queue: queue.clone(),
                 message,
             };
-            handle(&session, &handler, delivery.clone(), epoch, retry).await;
-            session.done(vec![(queue.clone(), epoch, next)]);
+            let finished = handle(&session, &handler, delivery.clone(), epoch, retry, false).await;
+            if finished {
+                session.done(vec![(queue.clone(), epoch, next)]);
+            }
             session.hand_back(&queue, epoch, 1);
             left -= 1;
             if let Some(budget) = &batch.budget {
                 budget.give(&delivery.message);
             }
+            if !finished {
+                unfinished = true;
+                break;
+            }
         }
-        if left > 0 {
+        if left > 0 || unfinished {
             // The queue moved: give back what will not be handled here, and stop.
             session.hand_back(&queue, epoch, left);
             batches.close();

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use quiver_proto::requests::group::{
-    GroupCommit, GroupHeartbeat, GroupHeartbeatResponse, GroupLeave, OffsetCommit, QueueLease,
+    GroupCommit, GroupHeartbeat, GroupHeartbeatResponse, GroupLeave, GroupSendBack,
+    GroupSendBackResponse, OffsetCommit, QueueLease,
 };
 use quiver_proto::{ErrorCode, RequestCode, StoredMessage};
 use tokio::sync::{mpsc, watch};
@@ -124,6 +125,8 @@ pub(crate) struct Session {
     failed: Mutex<Option<ClientError>>,
     lease_ms: AtomicU64,
     pub(crate) pending: AtomicBool,
+    /// Wakes the heartbeat loop for a round now.
+    wake: tokio::sync::Notify,
     /// Per-queue buffer limits `(messages, bytes)` of a push consumer.
     pub(crate) budget: Option<(usize, usize)>,
 }
@@ -148,6 +151,7 @@ impl Session {
             failed: Mutex::new(None),
             lease_ms: AtomicU64::new(u64::MAX),
             pending: AtomicBool::new(false),
+            wake: tokio::sync::Notify::new(),
             budget: None,
         }
     }
@@ -179,6 +183,17 @@ impl Session {
         self.leases()
             .get(queue)
             .is_some_and(|lease| lease.epoch == epoch && lease.expires > Instant::now())
+    }
+
+    /// True once the member is stopping (closing).
+    pub(crate) fn stopping(&self) -> bool {
+        *self.stopped.borrow()
+    }
+
+    /// Whether the member may still commit under `epoch` of `queue`: its lease is live, or
+    /// moved away and still finishing.
+    pub(crate) fn may_commit(&self, queue: &MessageQueue, epoch: u64) -> bool {
+        self.lease_of(queue, Some(epoch)).is_some()
     }
 
     /// Records what the application finished: `(queue, epoch, next offset)`.
@@ -410,6 +425,7 @@ impl Session {
             }
             tokio::select! {
                 () = tokio::time::sleep(interval) => {}
+                () = self.wake.notified() => {}
                 _ = stopped.changed() => return,
             }
             if *stopped.borrow() {
@@ -536,6 +552,61 @@ impl Session {
         }
         self.leases().clear();
         first_err.map_or(Ok(()), Err)
+    }
+
+    /// The broker address and epoch of the lease on `queue`: the live one, or under `epoch`
+    /// a revoking one the member is finishing.
+    fn lease_of(&self, queue: &MessageQueue, epoch: Option<u64>) -> Option<(String, u64)> {
+        let wanted = |lease: &Lease| epoch.is_none_or(|e| e == lease.epoch);
+        if let Some(lease) = self.leases().get(queue).filter(|l| wanted(l)) {
+            return Some((lease.addr.clone(), lease.epoch));
+        }
+        self.releasing()
+            .iter()
+            .find(|(q, l)| q == queue && wanted(l))
+            .map(|(_, l)| (l.addr.clone(), l.epoch))
+    }
+
+    /// Sends a failed message back to its broker, which stores it in the group's retry
+    /// topic (due after the group's back-off, or `delay`) or, past the group's retries, in
+    /// its dead-letter topic. `epoch` names the lease it was read under (`None`: the
+    /// queue's lease now).
+    pub(crate) async fn send_back(
+        &self,
+        queue: &MessageQueue,
+        epoch: Option<u64>,
+        offset: u64,
+        delay: Option<Duration>,
+    ) -> Result<GroupSendBackResponse, ClientError> {
+        let Some((addr, epoch)) = self.lease_of(queue, epoch) else {
+            return Err(ClientError::Invalid(format!(
+                "this member no longer holds {} queue {} of broker {}: the message is read again by the queue's holder",
+                queue.topic, queue.queue_id, queue.broker_name
+            )));
+        };
+        let request = GroupSendBack {
+            group: self.options.group.clone(),
+            member: self.member.clone(),
+            topic: queue.topic.clone(),
+            queue_id: queue.queue_id,
+            epoch,
+            offset,
+            delay_ms: delay.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        };
+        let answer: GroupSendBackResponse = self
+            .client
+            .call(&addr, RequestCode::GroupSendBack, &request)
+            .await?;
+        // A retry topic just created on that broker: its lease comes with a heartbeat,
+        // sent now.
+        let leased = self
+            .leases()
+            .keys()
+            .any(|q| q.topic == answer.topic && q.broker_name == queue.broker_name);
+        if answer.deliver_at_ms > 0 && !leased {
+            self.wake.notify_one();
+        }
+        Ok(answer)
     }
 
     pub(crate) fn abort_fetchers(&self) {

@@ -10,6 +10,56 @@ fn names_follow_the_rules() {
 }
 
 #[test]
+fn readable_names_add_exactly_the_retry_and_dead_letter_topics() {
+    let group = Name::new("billing").unwrap();
+    for name in [Name::retry_topic(&group), Name::dlq_topic(&group)] {
+        assert_eq!(Name::readable(name.as_str()).unwrap(), name);
+        assert!(Name::new(name.as_str()).is_err(), "{name} sendable");
+    }
+    assert_eq!(Name::retry_topic(&group).as_str(), "%RETRY%billing");
+    assert!(Name::retry_topic(&group).is_retry());
+    assert!(!Name::dlq_topic(&group).is_retry());
+    assert_eq!(Name::readable("orders").unwrap().as_str(), "orders");
+    for bad in [
+        "%SCHEDULE%",
+        "%RETRY%",
+        "%DLQ%",
+        "%RETRY%%DLQ%g",
+        "%RETRY%a b",
+        "%retry%g",
+        "%X%g",
+        &format!("%DLQ%{}", "x".repeat(123)),
+    ] {
+        assert!(Name::readable(bad).is_err(), "{bad:?} accepted");
+    }
+    assert!(Name::readable(&format!("%DLQ%{}", "x".repeat(122))).is_ok());
+}
+
+#[test]
+fn stored_messages_tell_their_retry_count_and_origin() {
+    let mut msg = StoredMessage {
+        topic: "%RETRY%g".into(),
+        queue_id: 0,
+        offset: 0,
+        msg_id: MessageId(1),
+        tag: None,
+        keys: vec![],
+        properties: vec![],
+        body: bytes::Bytes::new(),
+        born_ms: 0,
+        stored_ms: 0,
+        log_pos: 0,
+        body_crc: 0,
+    };
+    assert_eq!((msg.reconsume_times(), msg.origin_topic()), (0, "%RETRY%g"));
+    msg.properties = vec![
+        (PROP_RECONSUME.into(), "3".into()),
+        (PROP_ORIGIN_TOPIC.into(), "orders".into()),
+    ];
+    assert_eq!((msg.reconsume_times(), msg.origin_topic()), (3, "orders"));
+}
+
+#[test]
 fn message_ids_print_as_32_hex_digits_and_parse_back() {
     let id = MessageId(0x0190_f3c2_a1b2_7c3d_8e4f_5a6b_7c8d_9e0f);
     let text = id.to_string();

@@ -225,6 +225,21 @@ pub struct GroupSettings {
     pub strategy: String,
 }
 
+impl Default for GroupSettings {
+    /// RocketMQ's: 16 retries after 10 s, 30 s, 1 m, 2 m, … 10 m, 20 m, 30 m, 1 h, 2 h;
+    /// average assignment.
+    fn default() -> Self {
+        let minutes = [1u64, 2, 3, 4, 5, 6, 7, 8, 9, 10, 20, 30, 60, 120];
+        let mut backoff_ms = vec![10_000, 30_000];
+        backoff_ms.extend(minutes.iter().map(|m| m * 60_000));
+        GroupSettings {
+            max_retries: 16,
+            backoff_ms,
+            strategy: "average".into(),
+        }
+    }
+}
+
 /// Answer to `group.describe`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupInfo {
@@ -269,6 +284,57 @@ pub struct GroupResetOffsetResponse {
     /// `(queue, offset)`.
     #[serde(deserialize_with = "crate::decode::seq::<_, _, GROUP_QUEUES_MAX>")]
     pub queues: Vec<(u32, u64)>,
+}
+
+/// `group.send_back`: a member failed a message of a queue it holds. The broker stores the
+/// message (same id, body, tag, keys and properties) in the group's retry topic, due after
+/// the group's back-off for its retry count, or in the group's dead-letter topic once it
+/// has been retried `max_retries` times. The member then counts the message done.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupSendBack {
+    /// Group name.
+    pub group: String,
+    /// Member id.
+    pub member: String,
+    /// Topic of the failed message (a subscribed topic or the group's retry topic).
+    pub topic: String,
+    /// Its queue.
+    pub queue_id: u32,
+    /// The member's lease on the queue.
+    pub epoch: u64,
+    /// The message's offset.
+    pub offset: u64,
+    /// Wait before the retry instead of the group's back-off step (ms).
+    pub delay_ms: Option<u64>,
+}
+
+/// Answer to `group.send_back`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupSendBackResponse {
+    /// Where the message went: the group's retry or dead-letter topic.
+    pub topic: String,
+    /// How many times the group has failed it now.
+    pub reconsume: u32,
+    /// When it is delivered again (ms since the Unix epoch; 0 for a dead letter).
+    pub deliver_at_ms: u64,
+}
+
+/// `group.dlq_resend` (admin): gives dead letters of a group back to it: each is stored in
+/// the group's retry topic, due now, its retry count starting again from 0.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DlqResend {
+    /// Group name.
+    pub group: String,
+    /// One dead letter by id; `None`: every dead letter not resent before (the broker
+    /// keeps how far it has resent as the group's offset of its dead-letter topic).
+    pub msg_id: Option<crate::message::MessageId>,
+}
+
+/// Answer to `group.dlq_resend`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DlqResendResponse {
+    /// Dead letters resent by this broker.
+    pub resent: u64,
 }
 
 encoded_bytes_min! {

@@ -126,9 +126,14 @@ proptest! {
         round_trip(&GroupInfo { group: group.clone(), subscriptions: vec![sub],
             members: vec![MemberInfo { member: member.clone(), client: group.clone(), idle_ms: n }],
             queues: vec![GroupQueue { topic: topic.clone(), queue_id: q, max_offset: n, committed: opt, lag: n,
-                holder: Some(member), epoch: n }],
+                holder: Some(member.clone()), epoch: n }],
             settings: settings.clone() });
         round_trip(&GroupUpdate { group: group.clone(), settings });
+        round_trip(&GroupSendBack { group: group.clone(), member: member.clone(), topic: topic.clone(),
+            queue_id: q, epoch: n, offset: n, delay_ms: opt });
+        round_trip(&GroupSendBackResponse { topic: topic.clone(), reconsume: q, deliver_at_ms: n });
+        round_trip(&DlqResend { group: group.clone(), msg_id: opt.map(|n| MessageId(u128::from(n))) });
+        round_trip(&DlqResendResponse { resent: n });
         round_trip(&GroupResetOffset { group, topic, to: start });
         round_trip(&GroupResetOffsetResponse { queues: vec![(q, n)] });
         round_trip(&FilteredPullRequest { topic: tags_of("t"), queue_id: q, offset: n, max_msgs: q,

@@ -4,9 +4,11 @@
 //! - `assign.rs`: which member reads which queue (pure).
 //! - `table.rs`: members, subscriptions, leases and epochs as a sans-IO state machine.
 //! - `ops.rs`: the core's group operations over the table, the store and the catalog.
+//! - `retry.rs`: failed messages to the group's retry topic, then its dead-letter topic.
 
 pub mod assign;
 mod ops;
+mod retry;
 pub mod table;
 #[cfg(test)]
 mod table_tests;

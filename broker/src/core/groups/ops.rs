@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use quiver_proto::message::StoredMessage;
+use quiver_proto::message::{RETRY_PREFIX, StoredMessage};
 use quiver_proto::requests::group::{
     GroupCommit, GroupHeartbeat, GroupHeartbeatResponse, GroupInfo, GroupLeave, GroupPull,
     GroupQueue, GroupSettings as WireSettings, MemberInfo, OffsetCommit, QueueLease, StartFrom,
@@ -67,8 +67,9 @@ fn describe(sub: &Subscription) -> String {
     parts.join(", ")
 }
 
-/// The subscription as the table keeps it: topic → canonical expression.
-fn normalize(subscriptions: &[WireSubscription]) -> Result<Subscription, StoreError> {
+/// The subscription as the table keeps it: topic → canonical expression, with the group's
+/// retry topic (every message of it) added.
+fn normalize(group: &str, subscriptions: &[WireSubscription]) -> Result<Subscription, StoreError> {
     if subscriptions.is_empty() {
         return Err(StoreError::invalid(
             Refusal::InvalidArgument,
@@ -77,6 +78,15 @@ fn normalize(subscriptions: &[WireSubscription]) -> Result<Subscription, StoreEr
     }
     let mut out = Subscription::new();
     for sub in subscriptions {
+        if sub.topic.starts_with(RETRY_PREFIX) {
+            return Err(StoreError::invalid(
+                Refusal::InvalidArgument,
+                format!(
+                    "topic {}: members read their group's retry topic without subscribing to it",
+                    sub.topic
+                ),
+            ));
+        }
         let expr = TagExpr::parse(&sub.tags)
             .map_err(|err| StoreError::invalid(Refusal::InvalidArgument, err.to_string()))?;
         if out.insert(sub.topic.clone(), expr.to_string()).is_some() {
@@ -89,6 +99,7 @@ fn normalize(subscriptions: &[WireSubscription]) -> Result<Subscription, StoreEr
             ));
         }
     }
+    out.insert(format!("{RETRY_PREFIX}{group}"), TagExpr::All.to_string());
     Ok(out)
 }
 
@@ -130,7 +141,7 @@ impl Core {
         &self,
         req: &GroupHeartbeat,
     ) -> Result<GroupHeartbeatResponse, StoreError> {
-        let subscription = normalize(&req.subscriptions)?;
+        let subscription = normalize(&req.group, &req.subscriptions)?;
         let finishing: Vec<((String, u32), u64)> = req
             .finishing
             .iter()

@@ -5,12 +5,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use quiver_net::Failure;
 use quiver_proto::requests::group::{
-    GroupCommit, GroupDescribe, GroupHeartbeat, GroupLeave, GroupListResponse, GroupPull,
-    GroupResetOffset, GroupResetOffsetResponse, GroupUpdate,
+    DlqResend, DlqResendResponse, GroupCommit, GroupDescribe, GroupHeartbeat, GroupLeave,
+    GroupListResponse, GroupPull, GroupResetOffset, GroupResetOffsetResponse, GroupSendBack,
+    GroupUpdate,
 };
 use quiver_proto::{ErrorCode, Name, decode_body};
 
-use super::{reply, topic_name};
+use super::{readable_topic, reply};
 use crate::remoting::Broker;
 
 /// Longest member id.
@@ -44,7 +45,7 @@ pub(crate) async fn heartbeat(broker: &Broker, body: &Bytes) -> Result<Bytes, Fa
         ));
     }
     for sub in &request.subscriptions {
-        topic_name(&sub.topic)?;
+        readable_topic(&sub.topic)?;
     }
     reply(&broker.core.group_heartbeat(&request).await?)
 }
@@ -52,7 +53,7 @@ pub(crate) async fn heartbeat(broker: &Broker, body: &Bytes) -> Result<Bytes, Fa
 pub(crate) async fn pull(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure> {
     let request: GroupPull = decode_body(body)?;
     group_name(&request.group)?;
-    topic_name(&request.topic)?;
+    readable_topic(&request.topic)?;
     let wait = Duration::from_millis(u64::from(request.wait_ms));
     let pulled = broker.core.group_pull(&request, wait).await?;
     Ok(super::msg::filtered_reply(pulled))
@@ -97,10 +98,28 @@ pub(crate) async fn update(broker: &Broker, body: &Bytes) -> Result<Bytes, Failu
 pub(crate) async fn reset_offset(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure> {
     let request: GroupResetOffset = decode_body(body)?;
     group_name(&request.group)?;
-    let name = topic_name(&request.topic)?;
+    let name = readable_topic(&request.topic)?;
     let queues = broker
         .core
         .group_reset_offset(&request.group, name.as_str(), request.to)
         .await?;
     reply(&GroupResetOffsetResponse { queues })
+}
+
+pub(crate) async fn send_back(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure> {
+    let request: GroupSendBack = decode_body(body)?;
+    group_name(&request.group)?;
+    member_id(&request.member)?;
+    readable_topic(&request.topic)?;
+    reply(&broker.core.group_send_back(&request).await?)
+}
+
+pub(crate) async fn dlq_resend(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure> {
+    let request: DlqResend = decode_body(body)?;
+    group_name(&request.group)?;
+    let resent = broker
+        .core
+        .group_dlq_resend(&request.group, request.msg_id)
+        .await?;
+    reply(&DlqResendResponse { resent })
 }

@@ -15,8 +15,15 @@ pub(crate) fn reply<T: serde::Serialize>(value: &T) -> Result<Bytes, Failure> {
     Ok(Bytes::from(encode_body(value)))
 }
 
-/// Validates a topic name from a request.
+/// Validates the name of a topic a request creates, changes or sends to: a user name.
 pub(crate) fn topic_name(text: &str) -> Result<Name, Failure> {
     Name::new(text)
+        .map_err(|reason| Failure::new(ErrorCode::InvalidName, format!("topic {reason}")))
+}
+
+/// Validates the name of a topic a request reads: a user name, or a group's retry or
+/// dead-letter topic.
+pub(crate) fn readable_topic(text: &str) -> Result<Name, Failure> {
+    Name::readable(text)
         .map_err(|reason| Failure::new(ErrorCode::InvalidName, format!("topic {reason}")))
 }

@@ -16,7 +16,7 @@ use quiver_proto::{ErrorCode, StoredMessage, decode_body, encode_body_sized};
 /// a short tag and a few keys (a bigger message only costs one more growth of the buffer).
 const PULL_MESSAGE_OVERHEAD_BYTES: usize = 128;
 
-use super::{reply, topic_name};
+use super::{readable_topic, reply, topic_name};
 use crate::core::groups::GroupPulled;
 use crate::core::{PullSpec, Pulled, TagExpr, TopicChange};
 use crate::remoting::Broker;
@@ -37,7 +37,7 @@ pub(crate) async fn send(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure
 
 /// Reads what a pull request asks for, keeping the messages `tags` matches.
 async fn read(broker: &Broker, request: &PullRequest, tags: TagExpr) -> Result<Pulled, Failure> {
-    let name = topic_name(&request.topic)?;
+    let name = readable_topic(&request.topic)?;
     let spec = PullSpec {
         topic: name.as_str().to_owned(),
         queue_id: request.queue_id,
@@ -65,14 +65,14 @@ pub(crate) async fn pull(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure
 
 pub(crate) async fn query_id(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure> {
     let request: QueryIdRequest = decode_body(body)?;
-    let name = topic_name(&request.topic)?;
+    let name = readable_topic(&request.topic)?;
     let messages = broker.core.query_id(name.as_str(), request.msg_id).await?;
     reply(&QueryResponse { messages })
 }
 
 pub(crate) async fn query_key(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure> {
     let request: QueryKeyRequest = decode_body(body)?;
-    let name = topic_name(&request.topic)?;
+    let name = readable_topic(&request.topic)?;
     if request.key.is_empty() {
         return Err(Failure::new(ErrorCode::InvalidArgument, "the key is empty"));
     }
@@ -90,7 +90,7 @@ pub(crate) async fn query_key(broker: &Broker, body: &Bytes) -> Result<Bytes, Fa
 
 pub(crate) async fn queue_offsets(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure> {
     let request: QueueOffsetsRequest = decode_body(body)?;
-    let name = topic_name(&request.topic)?;
+    let name = readable_topic(&request.topic)?;
     let topic = broker.core.describe_topic(name.as_str()).await?;
     reply(&QueueOffsetsResponse {
         queues: offsets_of(&topic),
@@ -151,7 +151,7 @@ pub(super) fn filtered_reply(pulled: GroupPulled) -> Bytes {
 
 pub(crate) async fn offset_at_time(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure> {
     let request: OffsetAtTimeRequest = decode_body(body)?;
-    let name = topic_name(&request.topic)?;
+    let name = readable_topic(&request.topic)?;
     let topic = broker.core.describe_topic(name.as_str()).await?;
     let mut queues = Vec::with_capacity(topic.queues.len());
     for queue_id in 0..topic.queues.len() as u32 {

@@ -11,12 +11,12 @@ use quiver_proto::requests::route::{
 };
 use quiver_proto::{ErrorCode, decode_body};
 
-use super::{reply, topic_name};
+use super::{readable_topic, reply};
 use crate::remoting::Broker;
 
 pub(crate) async fn get(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure> {
     let request: RouteGet = decode_body(body)?;
-    topic_name(&request.topic)?;
+    readable_topic(&request.topic)?;
     let queues = match broker.core.store().topic(&request.topic) {
         Ok(meta) => meta.queues,
         // Auto-create answers with the route the first send will create.

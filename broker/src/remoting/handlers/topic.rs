@@ -9,7 +9,7 @@ use quiver_proto::requests::topic::{
 };
 use tracing::info;
 
-use super::{reply, topic_name};
+use super::{readable_topic, reply, topic_name};
 use crate::core::TopicChange;
 use crate::remoting::Broker;
 
@@ -62,7 +62,7 @@ pub(crate) async fn list(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure
 
 pub(crate) async fn describe(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure> {
     let request: TopicDescribe = decode_body(body)?;
-    topic_name(&request.topic)?;
+    readable_topic(&request.topic)?;
     let topic = broker.core.describe_topic(&request.topic).await?;
     reply(&description(&request.topic, &topic))
 }

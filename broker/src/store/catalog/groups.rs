@@ -20,15 +20,13 @@ pub struct GroupSettings {
 }
 
 impl Default for GroupSettings {
-    /// RocketMQ's: 16 retries, 10 s, 30 s, 1 m, 2 m, … 2 h.
+    /// The wire's default (RocketMQ's: 16 retries, 10 s, 30 s, 1 m, 2 m, … 2 h).
     fn default() -> Self {
-        let minutes = [1u64, 2, 3, 4, 5, 6, 7, 8, 9, 10, 20, 30, 60, 120];
-        let mut backoff_ms = vec![10_000, 30_000];
-        backoff_ms.extend(minutes.iter().map(|m| m * 60_000));
+        let wire = quiver_proto::requests::group::GroupSettings::default();
         GroupSettings {
-            max_retries: 16,
-            backoff_ms,
-            strategy: "average".into(),
+            max_retries: wire.max_retries,
+            backoff_ms: wire.backoff_ms,
+            strategy: wire.strategy,
         }
     }
 }
