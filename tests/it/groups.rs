@@ -734,3 +734,47 @@ async fn broadcasting_members_each_get_everything_and_resume_from_their_file() {
     );
     assert_eq!(printed.len(), 100);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_still_failing_when_its_member_closes_is_not_committed() {
+    let _serial = serial();
+    let s = setup(spec(), "poison", 1).await;
+    let tries = Arc::new(Mutex::new(0u64));
+    let handler = {
+        let tries = tries.clone();
+        Arc::new(move |delivery: Delivery| -> HandlerFuture {
+            let tries = tries.clone();
+            Box::pin(async move {
+                if delivery.message.body.as_ref() == b"m2" {
+                    *tries.lock().unwrap() += 1;
+                    return Outcome::Failure;
+                }
+                Outcome::Success
+            })
+        }) as quiver_client::group::Handler
+    };
+    let consumer = PushConsumer::start(
+        s.client.clone(),
+        push_options("careful", "poison", true),
+        handler,
+    )
+    .await
+    .unwrap();
+    send(&s.client, "poison", 5, |_| "t").await;
+    until("the poison message failed twice", || {
+        *tries.lock().unwrap() >= 2
+    })
+    .await;
+    consumer.close().await.unwrap();
+    let info = &Admin::new(s.client.clone())
+        .describe_group("careful")
+        .await
+        .unwrap()[0]
+        .info;
+    let queue = info.queues.iter().find(|q| q.topic == "poison").unwrap();
+    assert_eq!(
+        queue.committed,
+        Some(2),
+        "the failing message (offset 2) is left for the next member"
+    );
+}
