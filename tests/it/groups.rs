@@ -778,3 +778,64 @@ async fn a_message_still_failing_when_its_member_closes_is_not_committed() {
         "the failing message (offset 2) is left for the next member"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiver_consume_orderly_prints_every_queue_in_order_and_commits_on_exit() {
+    let _serial = serial();
+    let s = setup(spec(), "steps", 3).await;
+    let tls = s.server.tls_dir();
+    let producer = Producer::new(s.client.clone());
+    let mut sent = BTreeSet::new();
+    for seq in 0..60 {
+        for key in ["a", "b", "c", "d"] {
+            let msg = Message::new(format!("{key}/{seq}"));
+            sent.insert(
+                producer
+                    .send_ordered("steps", key, msg)
+                    .await
+                    .unwrap()
+                    .msg_id
+                    .to_string(),
+            );
+        }
+    }
+    let mut member = Member::start_with(
+        &tls,
+        &s.server.addr,
+        &[
+            "--group",
+            "stepper",
+            "--topic",
+            "steps",
+            "--from",
+            "first",
+            "--orderly",
+            "--heartbeat",
+            "100ms",
+            "--count",
+            "240",
+        ],
+    );
+    let status = member.child.wait().unwrap();
+    assert!(status.success(), "{:?}", member.errors.lock().unwrap());
+    let seen: BTreeSet<String> = member.seen.lock().unwrap().iter().cloned().collect();
+    assert_eq!(seen, sent, "every message printed once");
+    let mut last: BTreeMap<u64, u64> = BTreeMap::new();
+    for (_, queue, offset) in member.positions.lock().unwrap().iter() {
+        if let Some(before) = last.insert(*queue, *offset) {
+            assert_eq!(*offset, before + 1, "queue {queue} printed out of order");
+        }
+    }
+    let info = &Admin::new(s.client.clone())
+        .describe_group("stepper")
+        .await
+        .unwrap()[0]
+        .info;
+    let committed: u64 = info
+        .queues
+        .iter()
+        .filter(|q| q.topic == "steps")
+        .map(|q| q.committed.unwrap_or(0))
+        .sum();
+    assert_eq!(committed, 240, "{:?}", info.queues);
+}
