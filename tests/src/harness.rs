@@ -296,7 +296,14 @@ impl Server {
 
     /// Starts the same program again on the same address and data directory.
     pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.restart_after_downtime(Duration::ZERO)
+    }
+
+    /// `kill -9`, then the server stays down for `down` (the scenario: time passes while
+    /// it is gone), then starts again on the same address and data directory.
+    pub fn restart_after_downtime(&mut self, down: Duration) -> anyhow::Result<()> {
         self.kill9_unchecked();
+        std::thread::sleep(down);
         self.check_no_panic()?;
         let spec = Spec {
             program: self.program.clone(),

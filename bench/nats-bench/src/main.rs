@@ -1,7 +1,12 @@
-//! `nats-bench w2|w6 --url URL [--messages N] [--inflight K] [--size B] [--backlog-mib M]`:
-//! JetStream publish with acknowledgements (K in flight, one connection) and a catch-up pull
-//! consume (fetch batches of 1,000) of a backlog, against a file-store stream with one
-//! replica. Prints one JSON object, like `quiver bench --output json`.
+//! `nats-bench w2|w6|w7|w8 --url URL [--messages N] [--inflight K] [--size B]
+//! [--backlog-mib M] [--rate R] [--seconds S] [--groups G] [--burst B]`: JetStream publish
+//! with acknowledgements (K in flight, one connection), a catch-up pull consume (fetch
+//! batches of 1,000) of a backlog, end-to-end latency through a push consumer at a fixed
+//! rate (open loop, like `quiver bench w7`), and fan-out to G push consumers (like `quiver
+//! bench w8`), against a file-store stream with one replica. Prints one JSON object, like
+//! `quiver bench --output json`.
+
+mod push;
 
 use std::time::{Duration, Instant};
 
@@ -40,7 +45,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let result = match workload.as_str() {
         "w2" => w2(&js, flag("--messages", 100_000), flag("--inflight", 64), size).await?,
         "w6" => w6(&js, flag("--backlog-mib", 2048), size).await?,
-        other => return Err(format!("unknown workload {other:?}: use w2 or w6").into()),
+        "w7" => {
+            let run = push::Run { rate: flag("--rate", 10_000), seconds: flag("--seconds", 5), size };
+            push::w7(&js, run).await.map_err(|e| e.to_string())?
+        }
+        "w8" => {
+            let run = push::Run { rate: flag("--rate", 20_000), seconds: flag("--seconds", 5), size };
+            push::w8(&js, run, flag("--groups", 1), flag("--burst", 100_000)).await.map_err(|e| e.to_string())?
+        }
+        other => return Err(format!("unknown workload {other:?}: use w2, w6, w7 or w8").into()),
     };
     println!("{result}");
     Ok(())

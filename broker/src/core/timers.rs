@@ -5,6 +5,7 @@
 //! naming the scheduled record, whose indexing ends the timer, so a crash or a replay never
 //! delivers it twice.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,10 +19,17 @@ use crate::clock::now_ms;
 use crate::store::index::timers::{
     PROP_REAL_QUEUE, PROP_REAL_TOPIC, PROP_TIMER, SCHEDULE_TOPIC, Timer,
 };
+use crate::store::log::record::Record;
 use crate::store::{Appended, Refusal, StoreError, check_queue};
 
 /// Pause after a failed delivery before the next try.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
+/// Most due timers one round delivers.
+const TIMERS_PER_ROUND: usize = 1024;
+/// Most messages in one delivery append.
+const DELIVERY_MSGS_MAX: usize = 256;
+/// Body bytes after which a delivery append is cut.
+const DELIVERY_BYTES_MAX: usize = 4 << 20;
 
 fn deliver_at(msg: &SendMessage) -> Option<u64> {
     msg.properties
@@ -93,22 +101,31 @@ impl Core {
         let mut changes = self.store.timers_armed();
         loop {
             changes.borrow_and_update();
-            let store = self.store.clone();
-            let next = blocking(move || store.first_timer()).await;
-            // One reading of the clock for both arms: read twice, a timer due between the
-            // readings would make the wait negative.
             let now = now_ms();
-            let wait = match next {
-                Ok(Some(timer)) if timer.due_ms <= now => {
-                    if let Err(err) = self.deliver(timer).await {
-                        warn!(pos = timer.pos, cause = %err, "cannot deliver a delayed message yet; retrying");
+            let store = self.store.clone();
+            let due = blocking(move || store.due_timers(now, TIMERS_PER_ROUND)).await;
+            let wait = match due {
+                Ok(timers) if !timers.is_empty() => match self.deliver(timers).await {
+                    Ok(()) => continue,
+                    Err(err) => {
+                        warn!(cause = %err, "cannot deliver every due delayed message yet; retrying");
                         Some(RETRY_PAUSE)
-                    } else {
-                        continue;
+                    }
+                },
+                Ok(_) => {
+                    let store = self.store.clone();
+                    match blocking(move || store.first_timer()).await {
+                        // Saturating: it may have fallen due since `now`.
+                        Ok(Some(timer)) => {
+                            Some(Duration::from_millis(timer.due_ms.saturating_sub(now_ms())))
+                        }
+                        Ok(None) => None,
+                        Err(err) => {
+                            warn!(cause = %err, "cannot read the timers; retrying");
+                            Some(RETRY_PAUSE)
+                        }
                     }
                 }
-                Ok(Some(timer)) => Some(Duration::from_millis(timer.due_ms - now)),
-                Ok(None) => None,
                 Err(err) => {
                     warn!(cause = %err, "cannot read the timers; retrying");
                     Some(RETRY_PAUSE)
@@ -124,63 +141,148 @@ impl Core {
         }
     }
 
-    /// Appends a due message to its real queue (or, when that queue is gone, a marker to
-    /// the schedule topic), then waits until the index has ended its timer.
-    async fn deliver(&self, timer: Timer) -> Result<(), StoreError> {
+    /// Appends due messages to their real queues, one append per queue (and chunk); a
+    /// message whose queue is gone gets a marker in the schedule topic instead. A scheduled
+    /// record that cannot be read is left for the next try and holds back nothing else.
+    /// Returns once the index has ended the timers of what was appended.
+    async fn deliver(&self, timers: Vec<Timer>) -> Result<(), StoreError> {
         let store = self.store.clone();
-        let record = blocking(move || store.read_record(timer.pos, timer.size)).await?;
-        let property = |name: &str| {
-            record
-                .properties
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-        };
-        let real_topic = property(PROP_REAL_TOPIC).unwrap_or_default();
-        let real_queue: u32 = property(PROP_REAL_QUEUE)
-            .and_then(|q| q.parse().ok())
-            .unwrap_or(u32::MAX);
-        let mut msg = SendMessage::new(Some(record.msg_id), record.body.clone(), record.born_ms);
-        msg.tag = record.tag.clone();
-        msg.keys = record.keys.clone();
-        msg.properties = record
+        let read = blocking(move || {
+            Ok(timers
+                .into_iter()
+                .map(|timer| (timer, store.read_record(timer.pos, timer.size)))
+                .collect::<Vec<_>>())
+        })
+        .await?;
+        let mut first_err = None;
+        let mut queues: BTreeMap<(String, u32), Vec<SendMessage>> = BTreeMap::new();
+        let mut markers = Vec::new();
+        let mut latest_due = 0;
+        for (timer, record) in read {
+            let record = match record {
+                Ok(record) => record,
+                Err(err) => {
+                    warn!(pos = timer.pos, cause = %err, "cannot read a delayed message; retrying it later");
+                    first_err.get_or_insert(err);
+                    continue;
+                }
+            };
+            latest_due = latest_due.max(timer.due_ms);
+            let (msg, topic, queue) = delivery_of(&record, timer.pos);
+            let exists = self
+                .store
+                .topic(&topic)
+                .is_ok_and(|meta| check_queue(&topic, &meta, queue).is_ok());
+            if exists {
+                queues.entry((topic, queue)).or_default().push(msg);
+            } else {
+                warn!(
+                    pos = timer.pos,
+                    topic, queue, "a delayed message's queue is gone; it is dropped"
+                );
+                let mut marker =
+                    SendMessage::new(Some(record.msg_id), bytes::Bytes::new(), record.born_ms);
+                marker
+                    .properties
+                    .push((PROP_TIMER.into(), timer.pos.to_string()));
+                markers.push(marker);
+            }
+        }
+        let mut delivered = 0;
+        for ((topic, queue), messages) in queues {
+            for chunk in chunks(messages) {
+                let n = chunk.len();
+                match self.store.append(&topic, queue, chunk).await {
+                    Ok(_) => delivered += n,
+                    Err(err) => {
+                        first_err.get_or_insert(err);
+                    }
+                }
+            }
+        }
+        for chunk in chunks(markers) {
+            if let Err(err) = self.store.append(SCHEDULE_TOPIC, 0, chunk).await {
+                first_err.get_or_insert(err);
+            }
+        }
+        if delivered > 0 {
+            debug!(
+                delivered,
+                late_ms = now_ms().saturating_sub(latest_due),
+                "delivered delayed messages"
+            );
+        }
+        // What was appended ends its timers once indexed: wait for that before the timers
+        // are read again, so nothing is delivered twice.
+        self.store.catch_up().await?;
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+/// The copy of a scheduled record for its real queue: same id, body, tag, keys and user
+/// properties, with `%TIMER` naming the scheduled record; and the real topic and queue.
+fn delivery_of(record: &Record, pos: u64) -> (SendMessage, String, u32) {
+    let property = |name: &str| {
+        record
             .properties
             .iter()
-            .filter(|(k, _)| {
-                ![PROP_DELIVER_AT, PROP_REAL_TOPIC, PROP_REAL_QUEUE].contains(&k.as_str())
-            })
-            .cloned()
-            .collect();
-        msg.properties
-            .push((PROP_TIMER.into(), timer.pos.to_string()));
-        let exists = self
-            .store
-            .topic(&real_topic)
-            .is_ok_and(|meta| check_queue(&real_topic, &meta, real_queue).is_ok());
-        if exists {
-            self.store
-                .append(&real_topic, real_queue, vec![msg])
-                .await?;
-            debug!(
-                pos = timer.pos,
-                topic = real_topic,
-                late_ms = now_ms().saturating_sub(timer.due_ms),
-                "delivered a delayed message"
-            );
-        } else {
-            warn!(
-                pos = timer.pos,
-                topic = real_topic,
-                queue = real_queue,
-                "a delayed message's queue is gone; it is dropped"
-            );
-            let marker = SendMessage::new(Some(record.msg_id), bytes::Bytes::new(), record.born_ms);
-            let mut marker = marker;
-            marker
-                .properties
-                .push((PROP_TIMER.into(), timer.pos.to_string()));
-            self.store.append(SCHEDULE_TOPIC, 0, vec![marker]).await?;
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let topic = property(PROP_REAL_TOPIC).unwrap_or_default();
+    let queue: u32 = property(PROP_REAL_QUEUE)
+        .and_then(|q| q.parse().ok())
+        .unwrap_or(u32::MAX);
+    let mut msg = SendMessage::new(Some(record.msg_id), record.body.clone(), record.born_ms);
+    msg.tag = record.tag.clone();
+    msg.keys = record.keys.clone();
+    msg.properties = record
+        .properties
+        .iter()
+        .filter(|(k, _)| ![PROP_DELIVER_AT, PROP_REAL_TOPIC, PROP_REAL_QUEUE].contains(&k.as_str()))
+        .cloned()
+        .collect();
+    msg.properties.push((PROP_TIMER.into(), pos.to_string()));
+    (msg, topic, queue)
+}
+
+/// Splits messages into appends of at most [`DELIVERY_MSGS_MAX`] messages and about
+/// [`DELIVERY_BYTES_MAX`] body bytes (a larger message goes alone), in order.
+fn chunks(messages: Vec<SendMessage>) -> Vec<Vec<SendMessage>> {
+    let mut out: Vec<Vec<SendMessage>> = Vec::new();
+    let mut bytes = 0;
+    for msg in messages {
+        let full = out.last().is_none_or(|chunk| {
+            chunk.len() >= DELIVERY_MSGS_MAX || bytes + msg.body.len() > DELIVERY_BYTES_MAX
+        });
+        if full {
+            out.push(Vec::new());
+            bytes = 0;
         }
-        self.store.catch_up().await
+        bytes += msg.body.len();
+        out.last_mut().expect("a chunk was pushed").push(msg);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_keep_order_and_limits() {
+        let msg = |n: usize| SendMessage::new(None, bytes::Bytes::from(vec![0; n]), 0);
+        let many: Vec<SendMessage> = (0..DELIVERY_MSGS_MAX + 3).map(|_| msg(1)).collect();
+        let sizes: Vec<usize> = chunks(many).iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![DELIVERY_MSGS_MAX, 3]);
+        let big = vec![
+            msg(DELIVERY_BYTES_MAX),
+            msg(1),
+            msg(DELIVERY_BYTES_MAX / 2),
+            msg(DELIVERY_BYTES_MAX / 2),
+        ];
+        let sizes: Vec<usize> = chunks(big).iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![1, 2, 1]);
+        assert!(chunks(Vec::new()).is_empty());
     }
 }

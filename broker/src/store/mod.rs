@@ -516,6 +516,15 @@ impl Store {
         index::timers::first(&self.shared.index)
     }
 
+    /// Pending delayed messages due at or before `now_ms`, at most `max`, earliest first.
+    pub fn due_timers(
+        &self,
+        now_ms: u64,
+        max: usize,
+    ) -> Result<Vec<index::timers::Timer>, StoreError> {
+        index::timers::due(&self.shared.index, now_ms, max)
+    }
+
     /// The record of `size` bytes at log position `pos` (a scheduled message).
     pub fn read_record(&self, pos: u64, size: u32) -> Result<log::record::Record, StoreError> {
         let bytes = self.shared.log.read(pos, size as usize)?;

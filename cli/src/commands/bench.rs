@@ -1,5 +1,8 @@
-//! `quiver bench w1|w3|w4|w6`: BENCH.md workloads against a running broker. Prints a table
-//! (or one JSON document) with throughput, latency percentiles and the broker's flush mode.
+//! `quiver bench w1|w2|w3|w4|w6|w7|w8`: BENCH.md workloads against a running broker. Prints
+//! a table (or one JSON document) with throughput, latency percentiles and the broker's
+//! flush mode.
+
+mod e2e;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,7 +21,9 @@ use crate::output::table;
 pub struct BenchArgs {
     /// Workload: w1 sync 1 KiB sends, w2 many sync sends in flight (--connections,
     /// --per-connection), w3 durable 1000-message batches, w4 the same against an
-    /// async-flush broker, w6 catch-up consume of a backlog.
+    /// async-flush broker, w6 catch-up consume of a backlog, w7 end-to-end latency through
+    /// a push consumer at fixed rates (--rates), w8 fan-out to push consumer groups
+    /// (--groups).
     #[arg(value_enum)]
     workload: Workload,
     /// Topic (created when missing).
@@ -55,6 +60,27 @@ pub struct BenchArgs {
     /// w6: backlog to build (if the topic holds less) and read, in MiB.
     #[arg(long, default_value_t = 2048)]
     backlog_mib: u64,
+    /// w7: send rates (msg/s), one cell each.
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000,50000")]
+    rates: Vec<u64>,
+    /// w8: the fixed send rate (msg/s) every group reads.
+    #[arg(long, default_value_t = 20_000)]
+    fanout_rate: u64,
+    /// w7/w8: measured seconds per cell (after the warm-up).
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// w7/w8: seconds sent before measuring (leases taken, connections warm).
+    #[arg(long, default_value_t = 1.0)]
+    warm_up_secs: f64,
+    /// w7: send delayed messages (this many ms) and measure how late each arrives.
+    #[arg(long)]
+    delay_ms: Option<u64>,
+    /// w8: consumer group counts, one cell each.
+    #[arg(long, value_delimiter = ',', default_value = "1,4,16")]
+    groups: Vec<usize>,
+    /// w8: messages of the burst every group reads after the fixed-rate phase.
+    #[arg(long, default_value_t = 100_000)]
+    burst: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -64,6 +90,8 @@ enum Workload {
     W3,
     W4,
     W6,
+    W7,
+    W8,
 }
 
 pub async fn run(args: BenchArgs, ctx: &Context) -> anyhow::Result<()> {
@@ -93,6 +121,8 @@ pub async fn run(args: BenchArgs, ctx: &Context) -> anyhow::Result<()> {
             batches(&args, ctx, "w4").await?
         }
         Workload::W6 => w6(&args, ctx).await?,
+        Workload::W7 => e2e::w7(&args, ctx).await?,
+        Workload::W8 => e2e::w8(&args, ctx).await?,
     };
     let mut fsyncs = 0;
     for broker in &brokers {
@@ -282,6 +312,8 @@ async fn w6(args: &BenchArgs, ctx: &Context) -> anyhow::Result<Value> {
             batches: missing,
             workload: Workload::W3,
             topic: args.topic.clone(),
+            rates: Vec::new(),
+            groups: Vec::new(),
             ..*args
         };
         batches(&fill, ctx, "w6-fill").await?;

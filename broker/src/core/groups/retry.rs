@@ -133,6 +133,8 @@ impl Core {
                 .await?;
             return Ok(1);
         }
+        // Created before the lock: a topic creation waits for the name servers.
+        self.ensure_system_topic(&retry).await?;
         let _serial = self.groups.commits.lock().await;
         self.store.catch_up().await?;
         let range = self.store.queue_range(&meta, 0);
@@ -159,7 +161,6 @@ impl Core {
                 .collect();
             if !copies.is_empty() {
                 resent += copies.len() as u64;
-                self.ensure_system_topic(&retry).await?;
                 self.store.append(retry.as_str(), 0, copies).await?;
             }
             if read.next_offset <= offset {

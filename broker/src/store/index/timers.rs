@@ -96,19 +96,29 @@ fn read_table<K: redb::Key + 'static, V: redb::Value + 'static>(
 
 /// The earliest pending timer.
 pub fn first(index: &redb::Database) -> Result<Option<Timer>, StoreError> {
+    Ok(due(index, u64::MAX, 1)?.into_iter().next())
+}
+
+/// The earliest pending timers due at or before `now_ms`, at most `max`, earliest first.
+pub fn due(index: &redb::Database, now_ms: u64, max: usize) -> Result<Vec<Timer>, StoreError> {
     let txn = index.begin_read()?;
     let Some(timers) = read_table(&txn, TIMERS)? else {
-        return Ok(None);
+        return Ok(Vec::new());
     };
-    let first = timers.first()?.map(|(key, size)| {
+    let mut out = Vec::new();
+    for row in timers.range((0, 0)..=(now_ms, u64::MAX))? {
+        if out.len() >= max {
+            break;
+        }
+        let (key, size) = row?;
         let (due_ms, pos) = key.value();
-        Timer {
+        out.push(Timer {
             due_ms,
             pos,
             size: size.value(),
-        }
-    });
-    Ok(first)
+        });
+    }
+    Ok(out)
 }
 
 /// The lowest log position holding a pending timer (retention keeps it).
