@@ -239,6 +239,20 @@ async fn failed_messages_retry_with_back_off_then_dead_letter_and_come_back_on_r
             && l["resent"] == false)
     );
 
+    for args in [
+        &["topic", "describe", "%DLQ%billing"][..],
+        &["topic", "route", "%DLQ%billing"][..],
+        &["topic", "route", "%RETRY%billing"][..],
+    ] {
+        let mut args = args.to_vec();
+        args.extend(["--output", "json"]);
+        let out = ok(&quiver(&s.server, &args));
+        assert!(
+            out.contains("\"queue_id\":0") || out.contains("\"queues\""),
+            "{args:?}: {out}"
+        );
+    }
+
     // `%` topics are the broker's: no sends, no creation.
     for args in [
         &["send", "--topic", "%DLQ%billing", "--body", "x"][..],

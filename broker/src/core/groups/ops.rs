@@ -58,6 +58,35 @@ impl GroupPulled {
     }
 }
 
+/// A request naming a lease: `(group, member, topic, queue, epoch)`.
+pub(super) trait LeaseClaim {
+    fn claim(&self) -> (&str, &str, &str, u32, u64);
+}
+
+impl LeaseClaim for GroupPull {
+    fn claim(&self) -> (&str, &str, &str, u32, u64) {
+        (
+            &self.group,
+            &self.member,
+            &self.topic,
+            self.queue_id,
+            self.epoch,
+        )
+    }
+}
+
+impl LeaseClaim for quiver_proto::requests::group::GroupSendBack {
+    fn claim(&self) -> (&str, &str, &str, u32, u64) {
+        (
+            &self.group,
+            &self.member,
+            &self.topic,
+            self.queue_id,
+            self.epoch,
+        )
+    }
+}
+
 fn fenced(err: Fenced) -> StoreError {
     StoreError::invalid(Refusal::GroupFenced, err.reason)
 }
@@ -210,24 +239,13 @@ impl Core {
         req: &GroupPull,
         wait: Duration,
     ) -> Result<GroupPulled, StoreError> {
-        let queue = (req.topic.clone(), req.queue_id);
-        let tags = {
-            let table = self.groups.table();
-            table
-                .check(
-                    self.groups.now_ms(),
-                    &req.group,
-                    &req.member,
-                    &queue,
-                    req.epoch,
-                    Use::Read,
-                )
-                .map_err(fenced)?;
-            table
-                .subscription(&req.group)
-                .and_then(|sub| sub.get(&req.topic).cloned())
-                .unwrap_or_else(|| "*".into())
-        };
+        self.check_lease(req, Use::Read)?;
+        let tags = self
+            .groups
+            .table()
+            .subscription(&req.group)
+            .and_then(|sub| sub.get(&req.topic).cloned())
+            .unwrap_or_else(|| "*".into());
         let tags = TagExpr::parse(&tags)
             .map_err(|err| StoreError::invalid(Refusal::InvalidArgument, err.to_string()))?;
         let offset = match req.offset {
@@ -246,6 +264,22 @@ impl Core {
             tags,
         };
         Ok(GroupPulled::of(self.pull(&spec, wait).await?, offset))
+    }
+
+    /// Checks that the member holds the lease `req` names, for `usage`.
+    pub(super) fn check_lease(&self, req: &impl LeaseClaim, usage: Use) -> Result<(), StoreError> {
+        let (group, member, topic, queue_id, epoch) = req.claim();
+        self.groups
+            .table()
+            .check(
+                self.groups.now_ms(),
+                group,
+                member,
+                &(topic.to_owned(), queue_id),
+                epoch,
+                usage,
+            )
+            .map_err(fenced)
     }
 
     /// The group's committed offset of a queue; without one, where the group starts

@@ -55,18 +55,7 @@ impl Core {
         &self,
         req: &GroupSendBack,
     ) -> Result<GroupSendBackResponse, StoreError> {
-        let queue = (req.topic.clone(), req.queue_id);
-        self.groups
-            .table()
-            .check(
-                self.groups.now_ms(),
-                &req.group,
-                &req.member,
-                &queue,
-                req.epoch,
-                Use::Commit,
-            )
-            .map_err(|fenced| StoreError::invalid(Refusal::GroupFenced, fenced.reason))?;
+        self.check_lease(req, Use::Commit)?;
         let msg = self.read_one(&req.topic, req.queue_id, req.offset).await?;
         let group = Name::new(&req.group)
             .map_err(|err| StoreError::invalid(Refusal::InvalidArgument, err))?;
