@@ -43,6 +43,9 @@ enum Command {
     /// A group's dead letters: list them, resend them to the group.
     #[command(subcommand)]
     Dlq(commands::dlq::DlqCommand),
+    /// Consumer functions (WebAssembly components): test one locally.
+    #[command(subcommand, name = "fn")]
+    Fn(commands::function::FnCommand),
     /// Look messages up by id or key.
     Query(commands::query::QueryArgs),
     /// Make TLS material for a cluster.
@@ -60,6 +63,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Standalone(args) => commands::standalone::run(args),
         Command::Certs(command) => commands::certs::run(command, &cli.global),
+        // Local: no broker involved.
+        Command::Fn(command) => tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(commands::function::run(command, cli.global.output))),
         command => run_client_command(command, cli.global),
     };
     match result {
@@ -86,7 +93,7 @@ fn run_client_command(command: Command, global: GlobalArgs) -> anyhow::Result<()
             Command::Query(args) => commands::query::run(args, &ctx).await,
             Command::Stats => commands::stats::run(&ctx).await,
             Command::Bench(args) => commands::bench::run(args, &ctx).await,
-            Command::Standalone(_) | Command::Certs(_) => {
+            Command::Standalone(_) | Command::Certs(_) | Command::Fn(_) => {
                 unreachable!("handled before the runtime")
             }
         };

@@ -190,3 +190,76 @@ fn cli_refuses_unusable_flag_values_without_panicking() {
         assert!(stderr.contains(expect), "{args:?}: {stderr}");
     }
 }
+
+/// A guest the host's tests use (built by `cargo xtask`).
+fn guest(name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/wasm-guests/wasm32-wasip2/release")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{}: build the guests with `cargo xtask guests`",
+        path.display()
+    );
+    path.to_string_lossy().into_owned()
+}
+
+fn local(args: &[&str]) -> std::process::Output {
+    Command::new(bin("quiver"))
+        .args(args)
+        .output()
+        .expect("quiver runs")
+}
+
+#[test]
+fn quiver_fn_test_runs_a_function_locally_and_says_why_one_fails() {
+    let router = guest("router");
+    let out = local(&[
+        "--output",
+        "json",
+        "fn",
+        "test",
+        &router,
+        "--message",
+        r#"{"tag": "paid", "body_json": {"order": 7}, "keys": ["o-7"]}"#,
+        "--config",
+        "to=shipments",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["outcomes"][0]["outcome"], "ack", "{report}");
+    assert_eq!(report["emits"][0]["topic"], "shipments", "{report}");
+    assert_eq!(report["emits"][0]["body"], r#"{"order":7}"#, "{report}");
+    assert_eq!(report["emits"][0]["keys"][0], "o-7", "{report}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("batch.jsonl");
+    std::fs::write(&file, "{\"body\": \"fine\"}\n{\"body\": \"boom\"}\n").unwrap();
+    let out = local(&[
+        "fn",
+        "test",
+        &guest("misbehave"),
+        "--messages",
+        &file.to_string_lossy(),
+    ]);
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("boom at offset 1"),
+        "the panic is in the log: {stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the function failed: the function panicked"),
+        "{stderr}"
+    );
+
+    let out = local(&["fn", "test", &router, "--message", r#"{"bdy": 1}"#]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unknown field `bdy`"), "{stderr}");
+}

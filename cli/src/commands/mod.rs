@@ -5,6 +5,7 @@ pub mod certs;
 pub mod cluster;
 pub mod consume;
 pub mod dlq;
+pub mod function;
 pub mod group;
 pub mod pull;
 pub mod query;

@@ -1,0 +1,50 @@
+//! What one call of a function may use. A call carries a batch; its fuel and deadline scale
+//! with the batch's length.
+
+use std::time::Duration;
+
+/// Per-call limits of a function.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Fuel (roughly, wasm instructions) per message of the batch.
+    pub fuel_per_message: u64,
+    /// Wall-clock time per message of the batch (a call gets at least one tick).
+    pub deadline_per_message: Duration,
+    /// Linear memory of one instance.
+    pub memory_bytes: usize,
+    /// Messages one handled message may emit.
+    pub emits_per_message: usize,
+    /// Largest emitted body.
+    pub emit_bytes_max: usize,
+    /// Log lines one call keeps (the rest are counted, not kept).
+    pub log_lines_max: usize,
+    /// Longest log line kept (longer ones are cut).
+    pub log_line_bytes_max: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            fuel_per_message: 50_000_000,
+            deadline_per_message: Duration::from_millis(100),
+            memory_bytes: 64 << 20,
+            emits_per_message: 16,
+            emit_bytes_max: 1 << 20,
+            log_lines_max: 256,
+            log_line_bytes_max: 4096,
+        }
+    }
+}
+
+impl Limits {
+    /// Fuel for a batch of `n` messages.
+    pub fn fuel(&self, n: usize) -> u64 {
+        self.fuel_per_message.saturating_mul(n.max(1) as u64)
+    }
+
+    /// Deadline for a batch of `n` messages.
+    pub fn deadline(&self, n: usize) -> Duration {
+        self.deadline_per_message
+            .saturating_mul(u32::try_from(n.max(1)).unwrap_or(u32::MAX))
+    }
+}

@@ -1,0 +1,379 @@
+//! The engine (with its epoch ticker), a loaded function, and one call: a fresh instance
+//! per call, thrown away afterwards, so a trap, a timeout or an out-of-memory never leaves a
+//! broken instance behind. Emits are kept per call and dropped when the call fails.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::imports::{ImportRefused, check_imports};
+use crate::limits::Limits;
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        world: "function",
+        path: "../sdk-wasm/wit",
+        imports: { default: async },
+        exports: { default: async },
+        additional_derives: [PartialEq, Eq],
+    });
+}
+
+use bindings::quiver::function::host::Level;
+pub use bindings::quiver::function::types::{Message, Outcome};
+
+/// How often the engine's epoch advances: the granularity of call deadlines.
+const TICK: Duration = Duration::from_millis(10);
+/// Deepest wasm stack a call may use.
+const WASM_STACK_BYTES: usize = 256 << 10;
+/// Instances, tables and memories one call may create (the component and its adapters).
+const INSTANCES_PER_CALL: usize = 16;
+
+/// What went wrong loading or calling a function.
+#[derive(Debug, thiserror::Error)]
+pub enum FnError {
+    /// Not a loadable component.
+    #[error("not a valid function component: {0}")]
+    Invalid(String),
+    /// An import the broker refuses.
+    #[error(transparent)]
+    Refused(#[from] ImportRefused),
+    /// The host could not be set up.
+    #[error("function host: {0}")]
+    Host(String),
+}
+
+impl From<wasmtime::Error> for FnError {
+    fn from(err: wasmtime::Error) -> Self {
+        FnError::Host(format!("{err:#}"))
+    }
+}
+
+/// A message a call asked to send, written only if the call settles.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Emit {
+    /// Target topic.
+    pub topic: String,
+    /// Tag.
+    pub tag: Option<String>,
+    /// Keys.
+    pub keys: Vec<String>,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+/// One line of a function's log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogLine {
+    /// `trace` … `error`, or `stdout` / `stderr` for what the guest printed.
+    pub level: &'static str,
+    /// The text (cut at the line limit).
+    pub text: String,
+}
+
+/// A call's outcomes (one per message, in order), or why the call failed (a trap: fuel,
+/// deadline, memory, a panic; or a wrong number of outcomes).
+pub type Settled = Result<Vec<Outcome>, String>;
+
+/// What one call did.
+#[derive(Debug)]
+pub struct CallReport {
+    /// Outcomes, or why there are none.
+    pub settled: Settled,
+    /// Messages to send (empty when the call failed).
+    pub emits: Vec<Emit>,
+    /// Log lines kept.
+    pub logs: Vec<LogLine>,
+    /// Log lines over the limit, not kept.
+    pub logs_dropped: usize,
+    /// Fuel the call used.
+    pub fuel_used: u64,
+    /// Wall-clock time of the call (instantiation included).
+    pub elapsed: Duration,
+}
+
+/// The wasmtime engine of every function of a process, with the thread that advances its
+/// epoch (stopped when the engine is dropped).
+pub struct FnEngine {
+    engine: Engine,
+    _ticking: Arc<()>,
+}
+
+impl FnEngine {
+    /// An engine with fuel metering and epoch deadlines.
+    pub fn new() -> Result<Self, FnError> {
+        let mut config = Config::new();
+        config
+            .consume_fuel(true)
+            .epoch_interruption(true)
+            .max_wasm_stack(WASM_STACK_BYTES)
+            // Functions are Rust (linear memory): no GC types, so no collector is built in
+            // (the crate's `gc` feature stays on: RELIABILITY.md 8.5).
+            .wasm_gc(false)
+            .wasm_function_references(false)
+            .wasm_exceptions(false)
+            .gc_support(false);
+        let engine = Engine::new(&config)?;
+        let ticking = Arc::new(());
+        let alive = Arc::downgrade(&ticking);
+        let ticked = engine.clone();
+        std::thread::Builder::new()
+            .name("fn-epoch".into())
+            .spawn(move || {
+                while alive.strong_count() > 0 {
+                    std::thread::sleep(TICK);
+                    ticked.increment_epoch();
+                }
+            })
+            .map_err(|err| FnError::Host(format!("cannot start the epoch ticker: {err}")))?;
+        Ok(FnEngine {
+            engine,
+            _ticking: ticking,
+        })
+    }
+}
+
+/// What a call's instance holds: WASI without capabilities, the limits, and what the guest
+/// logged and emitted.
+struct FnState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    store_limits: StoreLimits,
+    config: Arc<BTreeMap<String, String>>,
+    limits: Limits,
+    emits: Vec<Emit>,
+    emits_left: usize,
+    logs: Vec<LogLine>,
+    logs_dropped: usize,
+}
+
+impl FnState {
+    fn log_line(&mut self, level: &'static str, text: &str) {
+        if self.logs.len() >= self.limits.log_lines_max {
+            self.logs_dropped += 1;
+            return;
+        }
+        let mut cut = text.len().min(self.limits.log_line_bytes_max);
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        self.logs.push(LogLine {
+            level,
+            text: text[..cut].to_owned(),
+        });
+    }
+}
+
+impl WasiView for FnState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl bindings::quiver::function::types::Host for FnState {}
+
+impl bindings::quiver::function::host::Host for FnState {
+    async fn log(&mut self, level: Level, text: String) {
+        let level = match level {
+            Level::Trace => "trace",
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        };
+        self.log_line(level, &text);
+    }
+
+    async fn emit(
+        &mut self,
+        topic: String,
+        tag: Option<String>,
+        keys: Vec<String>,
+        body: Vec<u8>,
+    ) -> Result<(), String> {
+        if self.emits_left == 0 {
+            return Err(format!(
+                "over the emit limit ({} per message)",
+                self.limits.emits_per_message
+            ));
+        }
+        if body.len() > self.limits.emit_bytes_max {
+            return Err(format!(
+                "body of {} bytes is over the emit limit of {} bytes",
+                body.len(),
+                self.limits.emit_bytes_max
+            ));
+        }
+        if topic.is_empty() || topic.starts_with('%') || topic.len() > 127 {
+            return Err(format!("topic {topic:?} cannot be sent to"));
+        }
+        self.emits_left -= 1;
+        self.emits.push(Emit {
+            topic,
+            tag,
+            keys,
+            body,
+        });
+        Ok(())
+    }
+
+    async fn config(&mut self, key: String) -> Option<String> {
+        self.config.get(&key).cloned()
+    }
+}
+
+/// A loaded, checked function, ready to instantiate once per call.
+pub struct FnModule {
+    engine: Engine,
+    pre: bindings::FunctionPre<FnState>,
+    imports: Vec<String>,
+}
+
+impl FnModule {
+    /// Compiles a component and checks its imports.
+    pub fn load(engine: &FnEngine, wasm: &[u8]) -> Result<Self, FnError> {
+        let component = Component::new(&engine.engine, wasm)
+            .map_err(|err| FnError::Invalid(format!("{err:#}")))?;
+        let imports: Vec<String> = component
+            .component_type()
+            .imports(&engine.engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        check_imports(imports.iter().map(String::as_str))?;
+        let mut linker = Linker::<FnState>::new(&engine.engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        bindings::Function::add_to_linker::<FnState, HasSelf<FnState>>(&mut linker, |s| s)?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .and_then(bindings::FunctionPre::new)
+            .map_err(|err| FnError::Invalid(format!("{err:#}")))?;
+        Ok(FnModule {
+            engine: engine.engine.clone(),
+            pre,
+            imports,
+        })
+    }
+
+    /// The component's imports.
+    pub fn imports(&self) -> &[String] {
+        &self.imports
+    }
+
+    /// Runs one batch in a fresh instance under `limits`.
+    pub async fn call(
+        &self,
+        batch: &[Message],
+        config: Arc<BTreeMap<String, String>>,
+        limits: &Limits,
+    ) -> CallReport {
+        let started = Instant::now();
+        let stdout = MemoryOutputPipe::new(limits.log_line_bytes_max * 8);
+        let stderr = MemoryOutputPipe::new(limits.log_line_bytes_max * 8);
+        let wasi = WasiCtx::builder()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let store_limits = StoreLimitsBuilder::new()
+            .memory_size(limits.memory_bytes)
+            .instances(INSTANCES_PER_CALL)
+            .tables(INSTANCES_PER_CALL)
+            .memories(INSTANCES_PER_CALL)
+            .trap_on_grow_failure(true)
+            .build();
+        let state = FnState {
+            wasi,
+            table: ResourceTable::new(),
+            store_limits,
+            config,
+            limits: limits.clone(),
+            emits: Vec::new(),
+            emits_left: limits.emits_per_message.saturating_mul(batch.len().max(1)),
+            logs: Vec::new(),
+            logs_dropped: 0,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.store_limits);
+        let fuel = limits.fuel(batch.len());
+        let ticks = limits.deadline(batch.len()).as_millis() / TICK.as_millis() + 1;
+        let settled = match store.set_fuel(fuel) {
+            Ok(()) => {
+                store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+                store.epoch_deadline_trap();
+                self.run(&mut store, batch).await
+            }
+            Err(err) => Err(format!("cannot set the call's fuel: {err}")),
+        };
+        let fuel_used = fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+        let mut state = store.into_data();
+        for (level, pipe) in [("stdout", &stdout), ("stderr", &stderr)] {
+            let printed = pipe.contents();
+            for line in String::from_utf8_lossy(&printed)
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+            {
+                state.log_line(level, line);
+            }
+        }
+        let emits = if settled.is_ok() {
+            std::mem::take(&mut state.emits)
+        } else {
+            Vec::new()
+        };
+        CallReport {
+            settled,
+            emits,
+            logs: state.logs,
+            logs_dropped: state.logs_dropped,
+            fuel_used,
+            elapsed: started.elapsed(),
+        }
+    }
+
+    async fn run(&self, store: &mut Store<FnState>, batch: &[Message]) -> Settled {
+        let instance = self
+            .pre
+            .instantiate_async(&mut *store)
+            .await
+            .map_err(|err| why(&err))?;
+        let outcomes = instance
+            .call_handle(&mut *store, batch)
+            .await
+            .map_err(|err| why(&err))?;
+        if outcomes.len() != batch.len() {
+            return Err(format!(
+                "the function returned {} outcomes for {} messages",
+                outcomes.len(),
+                batch.len()
+            ));
+        }
+        Ok(outcomes)
+    }
+}
+
+/// Why a call failed, in words (without the wasm backtrace).
+fn why(err: &wasmtime::Error) -> String {
+    let root = err.root_cause().to_string();
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => "out of fuel (the call's instruction budget)".into(),
+        Some(Trap::Interrupt) => "deadline exceeded (the call ran too long)".into(),
+        Some(Trap::UnreachableCodeReached) => {
+            "the function panicked or aborted (its stderr is in the log)".into()
+        }
+        _ if root.contains("growing memory") => {
+            format!("out of memory: over the instance's memory limit ({root})")
+        }
+        Some(trap) => format!("trap: {trap}"),
+        None => root,
+    }
+}

@@ -1,0 +1,226 @@
+//! The host against real components built for wasm32-wasip2 (`cargo xtask ci` builds them
+//! first; `cargo xtask guests` alone): outcomes, emits, config and logs; a loop, a panic and
+//! a memory hog each end their call with a clear reason and hurt nothing after them; the
+//! import policy refuses sockets.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quiver_fnhost::{FnEngine, FnModule, Limits, Message, Outcome};
+
+fn guest(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/wasm-guests/wasm32-wasip2/release")
+        .join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|err| {
+        panic!(
+            "{}: {err}; build the test guests with `cargo xtask guests`",
+            path.display()
+        )
+    })
+}
+
+fn message(offset: u64, body: &str) -> Message {
+    Message {
+        topic: "orders".into(),
+        queue: 1,
+        offset,
+        id: format!("{offset:032x}"),
+        tag: Some("paid".into()),
+        keys: vec![format!("k{offset}")],
+        properties: vec![],
+        body: body.as_bytes().to_vec(),
+        born_ms: 1,
+        reconsume: 0,
+    }
+}
+
+fn config(pairs: &[(&str, &str)]) -> Arc<BTreeMap<String, String>> {
+    Arc::new(
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
+}
+
+fn small() -> Limits {
+    Limits {
+        fuel_per_message: 200_000_000,
+        deadline_per_message: Duration::from_millis(300),
+        memory_bytes: 16 << 20,
+        ..Limits::default()
+    }
+}
+
+#[tokio::test]
+async fn outcomes_emits_config_and_logs_come_back_per_message() {
+    let engine = FnEngine::new().unwrap();
+    let module = FnModule::load(&engine, &guest("misbehave")).unwrap();
+    let batch = [
+        message(0, "hello"),
+        message(1, "retry"),
+        message(2, "dead"),
+        message(3, "emit:shipments"),
+        message(4, "chatty"),
+    ];
+    let report = module
+        .call(&batch, config(&[("greeting", "hi there")]), &small())
+        .await;
+    let outcomes = report.settled.unwrap();
+    assert_eq!(
+        outcomes,
+        vec![
+            Outcome::Ack,
+            Outcome::Retry(Some(250)),
+            Outcome::DeadLetter("asked to".into()),
+            Outcome::Ack,
+            Outcome::Ack,
+        ]
+    );
+    assert_eq!(report.emits.len(), 1);
+    assert_eq!(report.emits[0].topic, "shipments");
+    assert_eq!(report.emits[0].tag.as_deref(), Some("paid"));
+    assert_eq!(report.emits[0].keys, vec!["k3".to_string()]);
+    assert_eq!(report.emits[0].body, b"copy");
+    let logs: Vec<(&str, &str)> = report
+        .logs
+        .iter()
+        .map(|l| (l.level, l.text.as_str()))
+        .collect();
+    assert!(logs.contains(&("info", "hi there")), "{logs:?}");
+    let id = format!("{:032x}", 4);
+    assert!(
+        logs.contains(&("warn", &*format!("logged {id}"))),
+        "{logs:?}"
+    );
+    assert!(
+        logs.contains(&("stdout", &*format!("printed {id}"))),
+        "{logs:?}"
+    );
+    assert!(report.fuel_used > 0);
+}
+
+#[tokio::test]
+async fn a_loop_a_panic_and_a_memory_hog_fail_their_call_and_nothing_else() {
+    let engine = FnEngine::new().unwrap();
+    let module = FnModule::load(&engine, &guest("misbehave")).unwrap();
+    let limits = small();
+    let cases = [
+        ("spin", "out of fuel"),
+        ("boom", "panicked"),
+        ("oom", "out of memory"),
+    ];
+    for (body, reason) in cases {
+        let batch = [message(0, "emit:early"), message(1, body)];
+        let report = module.call(&batch, config(&[]), &limits).await;
+        let err = report.settled.expect_err(body);
+        assert!(err.contains(reason), "{body}: {err}");
+        if body == "boom" {
+            let stderr: Vec<&str> = report
+                .logs
+                .iter()
+                .filter(|l| l.level == "stderr")
+                .map(|l| l.text.as_str())
+                .collect();
+            assert!(
+                stderr.iter().any(|l| l.contains("boom at offset 1")),
+                "the panic message is in the log: {stderr:?}"
+            );
+        }
+        assert!(
+            report.emits.is_empty(),
+            "{body}: a failed call's emits are dropped"
+        );
+        // The next call runs in a fresh instance, unharmed.
+        let ok = module
+            .call(&[message(2, "fine")], config(&[]), &limits)
+            .await;
+        assert_eq!(ok.settled.unwrap(), vec![Outcome::Ack], "after {body}");
+    }
+    // A loop with fuel to spare hits the wall-clock deadline instead.
+    let generous = Limits {
+        fuel_per_message: u64::MAX / 4,
+        deadline_per_message: Duration::from_millis(50),
+        ..small()
+    };
+    let report = module
+        .call(&[message(0, "spin")], config(&[]), &generous)
+        .await;
+    let err = report.settled.unwrap_err();
+    assert!(err.contains("deadline"), "{err}");
+    assert!(
+        report.elapsed < Duration::from_secs(5),
+        "{:?}",
+        report.elapsed
+    );
+}
+
+#[tokio::test]
+async fn the_router_plugin_routes_by_tag_and_by_body() {
+    let engine = FnEngine::new().unwrap();
+    let module = FnModule::load(&engine, &guest("router")).unwrap();
+    let mut other = message(1, "{}");
+    other.tag = Some("refunded".into());
+    let batch = [message(0, "{}"), other, message(2, r#"{"route": "audit"}"#)];
+    let report = module
+        .call(
+            &batch,
+            config(&[("to", "shipments"), ("tags", "paid || late")]),
+            &small(),
+        )
+        .await;
+    assert_eq!(report.settled.unwrap(), vec![Outcome::Ack; 3]);
+    let topics: Vec<&str> = report.emits.iter().map(|e| e.topic.as_str()).collect();
+    assert_eq!(topics, vec!["shipments", "audit"]);
+}
+
+#[test]
+fn bytes_that_are_not_a_component_are_refused_clearly() {
+    let engine = FnEngine::new().unwrap();
+    let err = FnModule::load(&engine, b"not wasm").err().unwrap();
+    assert!(
+        err.to_string().contains("not a valid function component"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_rust_guest_imports_only_the_host_and_wasi_cli_io_clocks_random_filesystem() {
+    let engine = FnEngine::new().unwrap();
+    let module = FnModule::load(&engine, &guest("misbehave")).unwrap();
+    let mut families: Vec<&str> = module
+        .imports()
+        .iter()
+        .map(|name| name.split('/').next().unwrap_or(name))
+        .collect();
+    families.sort_unstable();
+    families.dedup();
+    eprintln!("imports: {:?}", module.imports());
+    assert!(families.contains(&"quiver:function"), "{families:?}");
+    assert!(
+        families.iter().all(|f| [
+            "quiver:function",
+            "wasi:cli",
+            "wasi:io",
+            "wasi:clocks",
+            "wasi:random",
+            "wasi:filesystem"
+        ]
+        .contains(f)),
+        "{families:?}"
+    );
+}
+
+#[test]
+fn a_guest_that_imports_sockets_is_refused_naming_the_import() {
+    let engine = FnEngine::new().unwrap();
+    let err = FnModule::load(&engine, &guest("netspy"))
+        .err()
+        .expect("refused");
+    let text = err.to_string();
+    assert!(text.contains("wasi:sockets/"), "{text}");
+    assert!(text.contains("no network access"), "{text}");
+}
