@@ -263,3 +263,50 @@ fn quiver_fn_test_runs_a_function_locally_and_says_why_one_fails() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("unknown field `bdy`"), "{stderr}");
 }
+
+#[test]
+fn quiver_fn_new_makes_a_crate_that_builds_outside_the_repo_and_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir_text = dir.path().to_string_lossy().into_owned();
+    let out = local(&["fn", "new", "hello-fn", "--dir", &dir_text]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let root = dir.path().join("hello-fn");
+    assert!(root.join("quiver-sdk/wit/quiver.wit").exists());
+    let out = local(&["fn", "new", "hello-fn", "--dir", &dir_text]);
+    assert!(
+        !out.status.success(),
+        "a second new over the first is refused"
+    );
+    let out = local(&["fn", "new", "Bad Name", "--dir", &dir_text]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("lowercase"));
+
+    let out = local(&["--output", "json", "fn", "build", &root.to_string_lossy()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let built: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let wasm = built["component"].as_str().unwrap().to_owned();
+    assert!(wasm.ends_with("hello_fn.wasm"), "{wasm}");
+    let out = local(&[
+        "--output",
+        "json",
+        "fn",
+        "test",
+        &wasm,
+        "--message",
+        r#"{"body": "hi"}"#,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["outcomes"][0]["outcome"], "ack", "{report}");
+}

@@ -1,5 +1,8 @@
-//! `quiver fn test`: runs a function component locally, with the same host the broker
-//! uses, over messages given as JSON, and prints each outcome, emit and log line.
+//! `quiver fn new|build|test`: scaffold a function crate, build it for `wasm32-wasip2`, and
+//! run the component locally with the same host the broker uses, over messages given as
+//! JSON, printing each outcome, emit and log line.
+
+mod scaffold;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -14,6 +17,25 @@ use crate::connect::Output;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum FnCommand {
+    /// Make a new function crate NAME (Cargo.toml, src/lib.rs with a handler and a test, a
+    /// README) that builds as-is, anywhere.
+    New {
+        /// Crate name: lowercase letters, digits, '-' or '_'.
+        name: String,
+        /// Directory to make it in.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// A quiver-fn SDK checkout to depend on (default: a copy written into the crate).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+    /// Build a function crate for wasm32-wasip2 (adding the target when missing) and print
+    /// the component's path.
+    Build {
+        /// The crate's directory.
+        #[arg(default_value = ".")]
+        path: PathBuf,
+    },
     /// Run a function component locally over messages given as JSON (the broker's host,
     /// the broker's limits) and print each outcome, emit and log line.
     #[command(group(clap::ArgGroup::new("input").required(true).args(["message", "messages"])))]
@@ -113,6 +135,26 @@ fn outcome_json(outcome: &Outcome) -> serde_json::Value {
 
 pub async fn run(command: FnCommand, output: Output) -> anyhow::Result<()> {
     match command {
+        FnCommand::New { name, dir, sdk } => {
+            let root = scaffold::new(&name, &dir, sdk.as_deref())?;
+            match output {
+                Output::Json => println!("{}", json!({ "created": root })),
+                Output::Text => println!(
+                    "created {}: `quiver fn build {}` makes the component",
+                    root.display(),
+                    root.display()
+                ),
+            }
+            Ok(())
+        }
+        FnCommand::Build { path } => {
+            let wasm = scaffold::build(&path)?;
+            match output {
+                Output::Json => println!("{}", json!({ "component": wasm })),
+                Output::Text => println!("{}", wasm.display()),
+            }
+            Ok(())
+        }
         FnCommand::Test {
             wasm,
             message,
