@@ -27,6 +27,8 @@ pub struct BrokerConfig {
     pub store: StoreConfig,
     /// What peers may hold: connections, request bytes, shutdown drain.
     pub limits: quiver_net::limits::ServerLimits,
+    /// WASM functions: call threads, module size, log ring, default limits.
+    pub functions: crate::functions::config::FunctionsConfig,
 }
 
 /// `[broker]`.
@@ -123,6 +125,10 @@ impl BrokerConfig {
                     .into(),
             );
         }
+        config
+            .functions
+            .validate()
+            .map_err(|err| format!("invalid configuration: {err}"))?;
         let store = &config.store;
         let request_max = store.batch_bytes_max.as_u64() as usize
             + store.message_bytes_max.as_u64() as usize

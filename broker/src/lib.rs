@@ -5,6 +5,7 @@
 //! # Layout
 //! - [`core`]: the broker's state and domain operations (send, pull, queries, topics): what
 //!   remoting, and later push consumers, functions and replication, call.
+//! - [`functions`]: WASM consumer functions run as consumer groups next to the data.
 //! - [`store`]: commit log, group-commit writer, dispatcher, indexes, recovery, retention.
 //! - [`remoting`]: decode → core → encode, one handler per request code.
 //! - [`server`]: binding, the `listening` line and `ports.json`, graceful shutdown.
@@ -17,6 +18,7 @@ pub mod args;
 pub mod clock;
 pub mod config;
 pub mod core;
+pub mod functions;
 pub mod registration;
 pub mod remoting;
 pub mod repair;

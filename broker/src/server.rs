@@ -10,6 +10,7 @@ use tracing::info;
 
 use crate::config::BrokerConfig;
 use crate::core::{Core, CoreConfig};
+use crate::functions::Functions;
 use crate::registration::{Identity, NamesrvLink, Registrar};
 use crate::remoting::{Broker, RemotingConfig, advertise_addr};
 use crate::store::Store;
@@ -133,7 +134,8 @@ pub async fn run_with<F: Front>(
     }
     let core = Arc::new(core);
     let timers = tokio::spawn(core.clone().run_timers());
-    let broker = Arc::new(Broker::new(core, remoting));
+    let functions = Functions::start(core.clone(), config.functions.clone()).await?;
+    let broker = Arc::new(Broker::new(core, functions.clone(), remoting));
     let service = front.front(broker, &shutdown);
     let serving = {
         let (shutdown, limits) = (shutdown.clone(), config.limits.clone());
@@ -149,6 +151,8 @@ pub async fn run_with<F: Front>(
     }
     // Ends at shutdown (the core's token); a delivery in progress finishes first.
     let _ = timers.await;
+    // Each function commits what it finished.
+    functions.shutdown().await;
     store.shutdown().await;
     info!("stopped");
     Ok(())

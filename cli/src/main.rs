@@ -55,6 +55,8 @@ enum Command {
     Stats,
     /// Run a benchmark workload against a running broker (see BENCH.md).
     Bench(commands::bench::BenchArgs),
+    #[command(skip)]
+    FnRemote(commands::function::remote::RemoteCommand),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +66,9 @@ fn main() -> ExitCode {
         Command::Standalone(args) => commands::standalone::run(args),
         Command::Certs(command) => commands::certs::run(command, &cli.global),
         // Local: no broker involved.
+        Command::Fn(commands::function::FnCommand::Remote(command)) => {
+            run_client_command(Command::FnRemote(command), cli.global)
+        }
         Command::Fn(command) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(commands::function::run(command, cli.global.output))),
@@ -93,6 +98,7 @@ fn run_client_command(command: Command, global: GlobalArgs) -> anyhow::Result<()
             Command::Query(args) => commands::query::run(args, &ctx).await,
             Command::Stats => commands::stats::run(&ctx).await,
             Command::Bench(args) => commands::bench::run(args, &ctx).await,
+            Command::FnRemote(command) => commands::function::remote::run(command, &ctx).await,
             Command::Standalone(_) | Command::Certs(_) | Command::Fn(_) => {
                 unreachable!("handled before the runtime")
             }

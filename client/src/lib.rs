@@ -9,13 +9,15 @@
 //! - [`consumer`]: [`PullConsumer`]: read a queue from an offset, with long-poll.
 //! - [`group`]: [`GroupConsumer`]: a consumer-group member (clustering) that polls.
 //! - [`fault`]: latency fault tolerance: which brokers a producer avoids, and its counters.
-//! - [`admin`]: [`Admin`]: topics, queries, offsets, broker stats.
+//! - [`admin`]: [`Admin`]: topics, queries, offsets, broker stats; `admin_group`,
+//!   `admin_dlq`, `admin_fn`: groups, dead letters, functions.
 //! - `answer`: sans-IO checks of server answers before they are used.
 //! - [`error`]: the error type, [`ClientError`].
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod admin;
 pub mod admin_dlq;
+pub mod admin_fn;
 pub mod admin_group;
 mod answer;
 pub mod batcher;

@@ -7,9 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, Trap, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use quiver_proto::message::{KEY_BYTES_MAX, KEYS_MAX, TAG_BYTES_MAX};
 
 use crate::imports::{ImportRefused, check_imports};
 use crate::limits::Limits;
@@ -136,6 +138,36 @@ impl FnEngine {
             _ticking: ticking,
         })
     }
+
+    /// Names what a compiled artefact depends on: the wasmtime version and every engine
+    /// setting that changes code. An artefact stored under another key must be recompiled.
+    pub fn artifact_key(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = Xxh3Hasher::default();
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
+        hasher.finish()
+    }
+
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+/// A hasher that gives the same value in every process (std's `DefaultHasher` promises that
+/// only within one build).
+#[derive(Default)]
+struct Xxh3Hasher(xxhash_rust::xxh3::Xxh3);
+
+impl std::hash::Hasher for Xxh3Hasher {
+    fn finish(&self) -> u64 {
+        self.0.digest()
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
 }
 
 /// What a call's instance holds: WASI without capabilities, the limits, and what the guest
@@ -212,8 +244,16 @@ impl bindings::quiver::function::host::Host for FnState {
                 self.limits.emit_bytes_max
             ));
         }
-        if topic.is_empty() || topic.starts_with('%') || topic.len() > 127 {
-            return Err(format!("topic {topic:?} cannot be sent to"));
+        if let Err(why) = quiver_proto::Name::new(&topic) {
+            return Err(format!("topic {topic:?}: {why}"));
+        }
+        if tag.as_ref().is_some_and(|t| t.len() > TAG_BYTES_MAX) {
+            return Err(format!("tag is over {TAG_BYTES_MAX} bytes"));
+        }
+        if keys.len() > KEYS_MAX || keys.iter().any(|k| k.len() > KEY_BYTES_MAX) {
+            return Err(format!(
+                "at most {KEYS_MAX} keys of at most {KEY_BYTES_MAX} bytes each"
+            ));
         }
         self.emits_left -= 1;
         self.emits.push(Emit {
@@ -233,6 +273,7 @@ impl bindings::quiver::function::host::Host for FnState {
 /// A loaded, checked function, ready to instantiate once per call.
 pub struct FnModule {
     engine: Engine,
+    component: Component,
     pre: bindings::FunctionPre<FnState>,
     imports: Vec<String>,
 }
@@ -242,6 +283,11 @@ impl FnModule {
     pub fn load(engine: &FnEngine, wasm: &[u8]) -> Result<Self, FnError> {
         let component = Component::new(&engine.engine, wasm)
             .map_err(|err| FnError::Invalid(format!("{err:#}")))?;
+        Self::link(engine, component)
+    }
+
+    /// Checks a compiled component's imports and links it.
+    pub(crate) fn link(engine: &FnEngine, component: Component) -> Result<Self, FnError> {
         let imports: Vec<String> = component
             .component_type()
             .imports(&engine.engine)
@@ -257,9 +303,16 @@ impl FnModule {
             .map_err(|err| FnError::Invalid(format!("{err:#}")))?;
         Ok(FnModule {
             engine: engine.engine.clone(),
+            component,
             pre,
             imports,
         })
+    }
+
+    /// The compiled code, for [`FnModule::from_artifact`] in a later process with the same
+    /// engine ([`FnEngine::artifact_key`]).
+    pub fn artifact(&self) -> Result<Vec<u8>, FnError> {
+        Ok(self.component.serialize()?)
     }
 
     /// The component's imports.
@@ -305,11 +358,19 @@ impl FnModule {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.store_limits);
         let fuel = limits.fuel(batch.len());
-        let ticks = limits.deadline(batch.len()).as_millis() / TICK.as_millis() + 1;
+        // Every tick the call yields to the executor (so functions share the host's threads
+        // fairly), and past its deadline it is interrupted.
+        let deadline = started + limits.deadline(batch.len());
         let settled = match store.set_fuel(fuel) {
             Ok(()) => {
-                store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
-                store.epoch_deadline_trap();
+                store.set_epoch_deadline(1);
+                store.epoch_deadline_callback(move |_| {
+                    Ok(if Instant::now() >= deadline {
+                        UpdateDeadline::Interrupt
+                    } else {
+                        UpdateDeadline::Yield(1)
+                    })
+                });
                 self.run(&mut store, batch).await
             }
             Err(err) => Err(format!("cannot set the call's fuel: {err}")),

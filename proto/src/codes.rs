@@ -112,6 +112,22 @@ request_codes! {
     GroupSendBack = 408, "group.send_back", Client;
     /// Give a group's dead letters back to it through its retry topic.
     GroupDlqResend = 409, "group.dlq_resend", Admin;
+    /// One chunk of a function's module.
+    FnUpload = 500, "fn.upload", Admin;
+    /// Run an uploaded module as a function (a new version of one deployed takes over).
+    FnDeploy = 501, "fn.deploy", Admin;
+    /// The functions a broker runs.
+    FnList = 502, "fn.list", Client;
+    /// A function's version, settings, offsets, lag, counters and handler times.
+    FnDescribe = 503, "fn.describe", Client;
+    /// A function's log lines (long-poll for more).
+    FnLogs = 504, "fn.logs", Client;
+    /// Stop a function and forget its versions (its group's offsets stay).
+    FnUndeploy = 505, "fn.undeploy", Admin;
+    /// Go back to a function's previous version.
+    FnRollback = 506, "fn.rollback", Admin;
+    /// Run an uploaded module over stored messages, writing nothing.
+    FnReplay = 507, "fn.replay", Admin;
     /// Broker counters (appends, fsyncs, bytes).
     BrokerStats = 900, "broker.stats", Client;
     /// What reads cost the store: records and bytes read, index slots scanned.

@@ -238,6 +238,15 @@ error_codes! {
     GroupFenced = 61, "group.fenced", false;
     /// No such consumer group.
     GroupNotFound = 62, "group.not_found", false;
+    /// No such function on this broker.
+    FunctionNotFound = 70, "fn.not_found", false;
+    /// The module is not a component the broker can run (bad bytes, a refused import); the
+    /// message names what.
+    InvalidModule = 71, "fn.invalid_module", false;
+    /// The module is over the broker's module size limit.
+    ModuleTooLarge = 72, "fn.module_too_large", false;
+    /// A deploy or replay names a module the broker does not hold: upload it first.
+    ModuleMissing = 73, "fn.module_missing", false;
 }
 
 impl std::fmt::Display for ErrorCode {

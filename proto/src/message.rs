@@ -30,6 +30,9 @@ pub const DELAY_MS_MAX: u64 = 40 * 24 * 3600 * 1000;
 pub const PROP_RECONSUME: &str = "%RECONSUME";
 /// Set by the broker on a retried or dead-lettered message: the topic it was first sent to.
 pub const PROP_ORIGIN_TOPIC: &str = "%ORIGIN_TOPIC";
+/// Set by the broker on a dead letter: why it was given up (the function's reason, or the
+/// last failure).
+pub const PROP_DLQ_REASON: &str = "%DLQ_REASON";
 /// Prefix of a group's retry topic: `%RETRY%<group>`.
 pub const RETRY_PREFIX: &str = "%RETRY%";
 /// Prefix of a group's dead-letter topic: `%DLQ%<group>`.

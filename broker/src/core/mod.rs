@@ -35,6 +35,7 @@ use self::groups::Groups;
 pub use pull::{PullSpec, Pulled};
 pub use tags::{TagExpr, TagExprError};
 pub use topics::TopicChange;
+pub(crate) use topics::blocking;
 
 /// What the core needs to know of its broker.
 #[derive(Clone, Debug)]
@@ -107,6 +108,11 @@ impl Core {
     /// The settings.
     pub fn config(&self) -> &CoreConfig {
         &self.config
+    }
+
+    /// Completes when the broker starts to shut down.
+    pub async fn shutting_down(&self) {
+        self.shutdown.cancelled().await;
     }
 }
 

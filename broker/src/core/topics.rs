@@ -104,7 +104,7 @@ impl Core {
 }
 
 /// Runs blocking store work (a durable redb commit) off the async workers.
-pub(super) async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
     tokio::task::spawn_blocking(work)

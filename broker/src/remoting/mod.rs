@@ -13,6 +13,7 @@ use quiver_net::{Failure, Peer, Service};
 use quiver_proto::{ErrorCode, Frame, RequestCode};
 
 use crate::core::Core;
+use crate::functions::Functions;
 use crate::store::{Refusal, StoreError};
 
 /// Request-path settings.
@@ -31,13 +32,18 @@ pub struct RemotingConfig {
 /// The broker's request handlers over its core.
 pub struct Broker {
     pub(crate) core: Arc<Core>,
+    pub(crate) functions: Arc<Functions>,
     pub(crate) config: RemotingConfig,
 }
 
 impl Broker {
-    /// Handlers over `core`.
-    pub fn new(core: Arc<Core>, config: RemotingConfig) -> Self {
-        Broker { core, config }
+    /// Handlers over `core` and its `functions`.
+    pub fn new(core: Arc<Core>, functions: Arc<Functions>, config: RemotingConfig) -> Self {
+        Broker {
+            core,
+            functions,
+            config,
+        }
     }
 
     /// The core behind the handlers.
@@ -86,6 +92,14 @@ impl Broker {
             RequestCode::GroupResetOffset => handlers::group::reset_offset(self, body).await,
             RequestCode::GroupSendBack => handlers::group::send_back(self, body).await,
             RequestCode::GroupDlqResend => handlers::group::dlq_resend(self, body).await,
+            RequestCode::FnUpload => handlers::function::upload(self, body).await,
+            RequestCode::FnDeploy => handlers::function::deploy(self, body).await,
+            RequestCode::FnList => handlers::function::list(self, body).await,
+            RequestCode::FnDescribe => handlers::function::describe(self, body).await,
+            RequestCode::FnLogs => handlers::function::logs(self, body).await,
+            RequestCode::FnUndeploy => handlers::function::undeploy(self, body).await,
+            RequestCode::FnRollback => handlers::function::rollback(self, body).await,
+            RequestCode::FnReplay => handlers::function::replay(self, body).await,
             RequestCode::BrokerStats => handlers::admin::stats(self, body).await,
             RequestCode::BrokerReadStats => handlers::admin::read_stats(self, body).await,
         }
@@ -134,6 +148,10 @@ pub fn error_code(err: &StoreError) -> ErrorCode {
             Refusal::SubscriptionConflict => ErrorCode::SubscriptionConflict,
             Refusal::GroupFenced => ErrorCode::GroupFenced,
             Refusal::GroupNotFound => ErrorCode::GroupNotFound,
+            Refusal::FunctionNotFound => ErrorCode::FunctionNotFound,
+            Refusal::InvalidModule => ErrorCode::InvalidModule,
+            Refusal::ModuleTooLarge => ErrorCode::ModuleTooLarge,
+            Refusal::ModuleMissing => ErrorCode::ModuleMissing,
         },
         StoreError::OutcomeUnknown(_) => ErrorCode::StoreOutcomeUnknown,
         StoreError::Fenced(_) => ErrorCode::StoreFenced,

@@ -92,6 +92,14 @@ pub enum Refusal {
     GroupFenced,
     /// No such group.
     GroupNotFound,
+    /// No such function.
+    FunctionNotFound,
+    /// A module the broker cannot run.
+    InvalidModule,
+    /// A module over the size limit.
+    ModuleTooLarge,
+    /// A module not uploaded.
+    ModuleMissing,
 }
 
 impl StoreError {

@@ -66,3 +66,20 @@ pub const TIMERS: TableDefinition<'static, (u64, u64), u32> = TableDefinition::n
 /// Log position → due time of each pending timer: the oldest pending position keeps its
 /// segment from retention.
 pub const TIMER_POS: TableDefinition<'static, u64, u64> = TableDefinition::new("timer_pos");
+
+/// Function name → postcard `FnRecord` (in `meta.redb`): its current and previous version
+/// (each with the wire's `FnSpec`, positional like every postcard body) and how often the
+/// broker compiled it.
+pub const FUNCTIONS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("functions");
+/// A module's SHA-256 → the module (in `meta.redb`): modules of deployed versions, and
+/// uploads not yet deployed (removed when a function is deployed or undeployed and nothing
+/// names them).
+pub const FN_MODULES: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("fn_modules");
+/// `(SHA-256, engine key)` → xxh3-64 of the artefact (8 bytes, little-endian) followed by
+/// the compiled artefact (in `meta.redb`): a restart loads it instead of compiling.
+pub const FN_ARTIFACTS: TableDefinition<'static, (&[u8], u64), &[u8]> =
+    TableDefinition::new("fn_artifacts");
+/// `(SHA-256, offset)` → a chunk of a module being uploaded (in `meta.redb`); the chunks
+/// become one `FN_MODULES` row when the last arrives and the hash matches.
+pub const FN_UPLOADS: TableDefinition<'static, (&[u8], u64), &[u8]> =
+    TableDefinition::new("fn_uploads");

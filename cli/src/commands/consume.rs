@@ -1,6 +1,6 @@
 //! `quiver consume`: join a consumer group and print its messages as they come.
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail};
 use std::path::PathBuf;
@@ -115,7 +115,7 @@ pub async fn run(args: ConsumeArgs, ctx: &Context) -> anyhow::Result<()> {
                 }
                 Output::Text => println!(
                     "{} {}#{} offset {} id {} tag {} {}",
-                    time_text(msg.stored_ms),
+                    crate::output::time(msg.stored_ms),
                     delivery.queue.broker_name,
                     msg.queue_id,
                     msg.offset,
@@ -135,10 +135,6 @@ pub async fn run(args: ConsumeArgs, ctx: &Context) -> anyhow::Result<()> {
         bail!("{err}");
     }
     closed.map_err(|err| anyhow!("leaving the group: {err}"))
-}
-
-fn time_text(ms: u64) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
 /// An orderly member: a push consumer whose handler hands each message to the printing

@@ -2,6 +2,7 @@ use bytes::Bytes;
 use proptest::prelude::*;
 
 use super::admin::*;
+use super::function::*;
 use super::group::*;
 use super::msg::*;
 use super::route::*;
@@ -143,6 +144,39 @@ proptest! {
     }
 
     #[test]
+    fn function_bodies_round_trip(name in text(), topic in text(), n in any::<u64>(), q in any::<u32>(),
+                                  sha in any::<[u8; 32]>(), flag in any::<bool>()) {
+        let limits = FnLimits { fuel_per_message: n, deadline_ms_per_message: n, memory_bytes: n,
+            instances: q, emits_per_message: q, emit_bytes_max: q };
+        let spec = FnSpec { topic: topic.clone(), tags: tags_of(&name), config: vec![(name.clone(), topic.clone())],
+            max_retries: q, retry_delay_ms: n, batch_max: q, batch_wait_ms: q,
+            start: StartFrom::Time(n), limits };
+        round_trip(&FnUpload { sha256: sha, total: n, offset: n, chunk: Bytes::from(name.clone()) });
+        round_trip(&FnUploadResponse { received: n, complete: flag });
+        round_trip(&FnDeploy { name: name.clone(), sha256: sha, spec: spec.clone() });
+        round_trip(&FnDeployResponse { version: q, compiled: flag });
+        round_trip(&FnName { name: name.clone() });
+        round_trip(&FnListResponse { functions: vec![FnSummary { name: name.clone(), version: q, sha256: sha,
+            topic: topic.clone(), tags: name.clone(), state: topic.clone(), lag: n }] });
+        round_trip(&FnInfo { name: name.clone(), version: q, sha256: sha, previous: Some((q, sha)), spec,
+            state: topic.clone(), deployed_ms: n,
+            queues: vec![GroupQueue { topic: topic.clone(), queue_id: q, max_offset: n, committed: None, lag: n,
+                holder: None, epoch: n }],
+            counters: FnCounters { handled: n, compiles: n, ..FnCounters::default() },
+            handler_p50_us: n, handler_p99_us: n, last_error: Some(name.clone()) });
+        round_trip(&FnLogs { name: name.clone(), after: n, max: q, wait_ms: q });
+        round_trip(&FnLogsResponse { lines: vec![FnLogLine { seq: n, time_ms: n, level: name.clone(),
+            text: topic.clone(), version: q }], dropped: n });
+        round_trip(&FnReplay { sha256: sha, topic: topic.clone(), queue_id: Some(q), tags: name.clone(),
+            from: ReplayFrom::Offset(n), limit: q, config: vec![] });
+        round_trip(&FnReplayResponse { handled: n, acked: n, retried: n, dead_lettered: n, failed: n,
+            filtered: n, emits_total: n,
+            emits: vec![ReplayEmit { topic: topic.clone(), tag: Some(name.clone()), keys: vec![name.clone()],
+                body: topic.clone(), body_len: n }],
+            failures: vec![ReplayFailure { queue_id: q, offset: n, outcome: name }], logs: vec![] });
+    }
+
+    #[test]
     fn body_decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
         let _ = decode_body::<SendRequest>(&bytes);
         let _ = decode_send_request(&bytes::Bytes::from(bytes.clone()));
@@ -151,6 +185,11 @@ proptest! {
         let _ = decode_body::<GroupHeartbeat>(&bytes);
         let _ = decode_body::<GroupInfo>(&bytes);
         let _ = decode_body::<GroupCommit>(&bytes);
+        let _ = decode_body::<FnUpload>(&bytes);
+        let _ = decode_body::<FnDeploy>(&bytes);
+        let _ = decode_body::<FnInfo>(&bytes);
+        let _ = decode_body::<FnReplayResponse>(&bytes);
+        let _ = decode_body::<FnLogsResponse>(&bytes);
     }
 }
 

@@ -21,7 +21,7 @@ use quiver_proto::requests::group::StartFrom;
 
 use self::table::GroupTable;
 
-pub use ops::GroupPulled;
+pub use ops::{BACKOFF_MS_MAX, GroupPulled, MAX_RETRIES_MAX};
 
 /// The groups of one broker: the table, and the start position each group asked for.
 pub struct Groups {

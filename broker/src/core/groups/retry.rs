@@ -7,7 +7,8 @@
 //! until an operator resends it. Both topics have one queue and are created on first use.
 
 use quiver_proto::message::{
-    DELAY_MS_MAX, PROP_DELIVER_AT, PROP_ORIGIN_TOPIC, PROP_RECONSUME, StoredMessage,
+    DELAY_MS_MAX, PROP_DELIVER_AT, PROP_DLQ_REASON, PROP_ORIGIN_TOPIC, PROP_RECONSUME,
+    PROPERTY_BYTES_MAX, StoredMessage,
 };
 use quiver_proto::requests::group::{GroupSendBack, GroupSendBackResponse};
 use quiver_proto::{MessageId, Name, SendMessage};
@@ -42,6 +43,15 @@ fn copy_for_retry(msg: &StoredMessage, reconsume: u32) -> SendMessage {
     copy
 }
 
+/// Cuts `text` to at most `max` bytes, on a character boundary.
+fn cut_to(text: &mut String, max: usize) {
+    let mut cut = text.len().min(max);
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    text.truncate(cut);
+}
+
 /// The group's wait before retry number `reconsume` (1-based; the last step repeats).
 fn backoff(steps: &[u64], reconsume: u32) -> u64 {
     let idx = (reconsume.max(1) - 1) as usize;
@@ -57,32 +67,45 @@ impl Core {
     ) -> Result<GroupSendBackResponse, StoreError> {
         self.check_lease(req, Use::Commit)?;
         let msg = self.read_one(&req.topic, req.queue_id, req.offset).await?;
-        let group = Name::new(&req.group)
-            .map_err(|err| StoreError::invalid(Refusal::InvalidArgument, err))?;
+        self.send_back(&req.group, &msg, req.delay_ms, None).await
+    }
+
+    /// Stores `msg`, failed by `group`, in the group's retry topic (after `delay_ms` or the
+    /// group's back-off), or past the group's retries in its dead-letter topic (with
+    /// `failure` as the reason, when known). The caller holds the message's queue.
+    pub async fn send_back(
+        &self,
+        group: &str,
+        msg: &StoredMessage,
+        delay_ms: Option<u64>,
+        failure: Option<&str>,
+    ) -> Result<GroupSendBackResponse, StoreError> {
+        let name =
+            Name::new(group).map_err(|err| StoreError::invalid(Refusal::InvalidArgument, err))?;
         let store = self.store.clone();
-        let name = req.group.clone();
-        let settings = blocking(move || store.catalog().ensure_group(&name)).await?;
+        let owned = group.to_owned();
+        let settings = blocking(move || store.catalog().ensure_group(&owned)).await?;
         let reconsume = msg.reconsume_times().saturating_add(1);
-        let mut copy = copy_for_retry(&msg, reconsume);
         if reconsume > settings.max_retries {
-            let dlq = Name::dlq_topic(&group);
-            self.ensure_system_topic(&dlq).await?;
-            self.store.append(dlq.as_str(), 0, vec![copy]).await?;
-            info!(group = req.group, msg_id = %msg.msg_id, reconsume, "message dead-lettered");
+            let reason = failure.map_or_else(
+                || format!("failed {reconsume} times"),
+                |why| format!("failed {reconsume} times, the last: {why}"),
+            );
+            let topic = self.dead_letter_as(&name, msg, reconsume, &reason).await?;
             return Ok(GroupSendBackResponse {
-                topic: dlq.to_string(),
+                topic,
                 reconsume,
                 deliver_at_ms: 0,
             });
         }
-        let delay = req
-            .delay_ms
+        let mut copy = copy_for_retry(msg, reconsume);
+        let delay = delay_ms
             .unwrap_or_else(|| backoff(&settings.backoff_ms, reconsume))
             .min(DELAY_MS_MAX);
         let deliver_at_ms = now_ms() + delay;
         copy.properties
             .push((PROP_DELIVER_AT.into(), deliver_at_ms.to_string()));
-        let retry = Name::retry_topic(&group);
+        let retry = Name::retry_topic(&name);
         self.ensure_system_topic(&retry).await?;
         self.send_maybe_delayed(retry.as_str(), 0, vec![copy])
             .await?;
@@ -91,6 +114,38 @@ impl Core {
             reconsume,
             deliver_at_ms,
         })
+    }
+
+    /// Stores `msg` in `group`'s dead-letter topic at once, with `reason`.
+    pub async fn dead_letter(
+        &self,
+        group: &str,
+        msg: &StoredMessage,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let name =
+            Name::new(group).map_err(|err| StoreError::invalid(Refusal::InvalidArgument, err))?;
+        let reconsume = msg.reconsume_times().saturating_add(1);
+        self.dead_letter_as(&name, msg, reconsume, reason).await?;
+        Ok(())
+    }
+
+    async fn dead_letter_as(
+        &self,
+        group: &Name,
+        msg: &StoredMessage,
+        reconsume: u32,
+        reason: &str,
+    ) -> Result<String, StoreError> {
+        let mut copy = copy_for_retry(msg, reconsume);
+        let mut reason = reason.to_owned();
+        cut_to(&mut reason, PROPERTY_BYTES_MAX);
+        copy.properties.push((PROP_DLQ_REASON.into(), reason));
+        let dlq = Name::dlq_topic(group);
+        self.ensure_system_topic(&dlq).await?;
+        self.store.append(dlq.as_str(), 0, vec![copy]).await?;
+        info!(group = %group, msg_id = %msg.msg_id, reconsume, "message dead-lettered");
+        Ok(dlq.to_string())
     }
 
     /// Gives the group's dead letters back to it through its retry topic, due now, their

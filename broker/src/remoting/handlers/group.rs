@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use quiver_net::Failure;
+use quiver_proto::requests::function::FN_GROUP_PREFIX;
 use quiver_proto::requests::group::{
     DlqResend, DlqResendResponse, GroupCommit, GroupDescribe, GroupHeartbeat, GroupLeave,
     GroupListResponse, GroupPull, GroupResetOffset, GroupResetOffsetResponse, GroupSendBack,
@@ -24,6 +25,23 @@ fn group_name(text: &str) -> Result<Name, Failure> {
         .map_err(|reason| Failure::new(ErrorCode::InvalidName, format!("group {reason}")))
 }
 
+/// The group of a member-side request: a group name outside the functions' `fn-` prefix.
+fn member_group(text: &str) -> Result<Name, Failure> {
+    let name = group_name(text)?;
+    if let Some(function) = text.strip_prefix(FN_GROUP_PREFIX) {
+        return Err(Failure::new(
+            ErrorCode::InvalidArgument,
+            format!(
+                "group {text} belongs to function {}: the {FN_GROUP_PREFIX} prefix is reserved \
+                 for functions the broker runs (deploy with quiver fn deploy, or pick another \
+                 group name)",
+                function
+            ),
+        ));
+    }
+    Ok(name)
+}
+
 fn member_id(member: &str) -> Result<(), Failure> {
     if member.is_empty() || member.len() > MEMBER_BYTES_MAX {
         return Err(Failure::new(
@@ -36,7 +54,7 @@ fn member_id(member: &str) -> Result<(), Failure> {
 
 pub(crate) async fn heartbeat(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure> {
     let request: GroupHeartbeat = decode_body(body)?;
-    group_name(&request.group)?;
+    member_group(&request.group)?;
     member_id(&request.member)?;
     if request.client.len() > CLIENT_BYTES_MAX {
         return Err(Failure::new(
@@ -52,7 +70,7 @@ pub(crate) async fn heartbeat(broker: &Broker, body: &Bytes) -> Result<Bytes, Fa
 
 pub(crate) async fn pull(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure> {
     let request: GroupPull = decode_body(body)?;
-    group_name(&request.group)?;
+    member_group(&request.group)?;
     readable_topic(&request.topic)?;
     let wait = Duration::from_millis(u64::from(request.wait_ms));
     let pulled = broker.core.group_pull(&request, wait).await?;
@@ -61,14 +79,14 @@ pub(crate) async fn pull(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure
 
 pub(crate) async fn commit(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure> {
     let request: GroupCommit = decode_body(body)?;
-    group_name(&request.group)?;
+    member_group(&request.group)?;
     broker.core.group_commit(&request).await?;
     Ok(Bytes::new())
 }
 
 pub(crate) async fn leave(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure> {
     let request: GroupLeave = decode_body(body)?;
-    group_name(&request.group)?;
+    member_group(&request.group)?;
     broker.core.group_leave(&request).await?;
     Ok(Bytes::new())
 }
@@ -87,7 +105,7 @@ pub(crate) async fn describe(broker: &Broker, body: &Bytes) -> Result<Bytes, Fai
 
 pub(crate) async fn update(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure> {
     let request: GroupUpdate = decode_body(body)?;
-    group_name(&request.group)?;
+    member_group(&request.group)?;
     broker
         .core
         .group_update(&request.group, &request.settings)
@@ -108,7 +126,7 @@ pub(crate) async fn reset_offset(broker: &Broker, body: &Bytes) -> Result<Bytes,
 
 pub(crate) async fn send_back(broker: &Broker, body: &Bytes) -> Result<Bytes, Failure> {
     let request: GroupSendBack = decode_body(body)?;
-    group_name(&request.group)?;
+    member_group(&request.group)?;
     member_id(&request.member)?;
     readable_topic(&request.topic)?;
     reply(&broker.core.group_send_back(&request).await?)

@@ -1,6 +1,7 @@
 //! One module per request family: decode, call the core, encode.
 
 pub(crate) mod admin;
+pub(crate) mod function;
 pub(crate) mod group;
 pub(crate) mod msg;
 pub(crate) mod route;

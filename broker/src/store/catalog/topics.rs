@@ -8,7 +8,10 @@ use quiver_proto::requests::topic::QUEUES_MAX;
 use redb::{Database, ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
 
-use crate::store::tables::{COUNTERS, GROUP_OFFSETS, GROUPS, NEXT_TOPIC_ID, QUEUE_FLOORS, TOPICS};
+use crate::store::tables::{
+    COUNTERS, FN_ARTIFACTS, FN_MODULES, FN_UPLOADS, FUNCTIONS, GROUP_OFFSETS, GROUPS,
+    NEXT_TOPIC_ID, QUEUE_FLOORS, TOPICS,
+};
 use crate::store::{Refusal, StoreError};
 
 /// A topic's stored settings.
@@ -49,6 +52,10 @@ impl Catalog {
             txn.open_table(QUEUE_FLOORS)?;
             txn.open_table(GROUP_OFFSETS)?;
             txn.open_table(GROUPS)?;
+            txn.open_table(FUNCTIONS)?;
+            txn.open_table(FN_MODULES)?;
+            txn.open_table(FN_ARTIFACTS)?;
+            txn.open_table(FN_UPLOADS)?;
             let table = txn.open_table(TOPICS)?;
             for row in table.iter()? {
                 let (name, value) = row?;

@@ -1,7 +1,9 @@
 //! `quiver fn new|build|test`: scaffold a function crate, build it for `wasm32-wasip2`, and
 //! run the component locally with the same host the broker uses, over messages given as
-//! JSON, printing each outcome, emit and log line.
+//! JSON, printing each outcome, emit and log line. `remote.rs`: the commands that deploy and
+//! watch functions on brokers.
 
+pub mod remote;
 mod scaffold;
 
 use std::collections::BTreeMap;
@@ -53,9 +55,11 @@ pub enum FnCommand {
         #[arg(long = "config", value_parser = key_value)]
         config: Vec<(String, String)>,
     },
+    #[command(flatten)]
+    Remote(remote::RemoteCommand),
 }
 
-fn key_value(text: &str) -> Result<(String, String), String> {
+pub(crate) fn key_value(text: &str) -> Result<(String, String), String> {
     text.split_once('=')
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .filter(|(k, _)| !k.is_empty())
@@ -133,8 +137,10 @@ fn outcome_json(outcome: &Outcome) -> serde_json::Value {
     }
 }
 
+/// Runs a local command (`new`, `build`, `test`; `Remote` ones go through [`remote::run`]).
 pub async fn run(command: FnCommand, output: Output) -> anyhow::Result<()> {
     match command {
+        FnCommand::Remote(_) => bail!("this command needs a broker"),
         FnCommand::New { name, dir, sdk } => {
             let root = scaffold::new(&name, &dir, sdk.as_deref())?;
             match output {
