@@ -309,4 +309,61 @@ fn quiver_fn_new_makes_a_crate_that_builds_outside_the_repo_and_runs() {
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["outcomes"][0]["outcome"], "ack", "{report}");
+
+    // Deploy the scaffold to a standalone, send, and watch it work.
+    let _serial = serial();
+    let server = Server::start(&Spec::standalone(&[]), &dir.path().join("data")).unwrap();
+    let ok = |args: &[&str]| {
+        let out = quiver(&server, args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    ok(&["topic", "create", "greetings", "--queues", "1"]);
+    let deploy = [
+        "fn",
+        "deploy",
+        &wasm,
+        "--name",
+        "hello",
+        "--topic",
+        "greetings",
+        "--from",
+        "first",
+    ];
+    assert!(ok(&deploy).contains("version 1 deployed (compiled)"));
+    ok(&["send", "--topic", "greetings", "--body", "hi"]);
+    ok(&["send", "--topic", "greetings", "--body", "there"]);
+    let started = std::time::Instant::now();
+    let described = loop {
+        let text = ok(&["--output", "json", "fn", "describe", "hello"]);
+        let described: serde_json::Value = serde_json::from_str(&text).unwrap();
+        if described["counters"]["handled"] == 2 && described["lag"] == 0 {
+            break described;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "not handled: {described}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(described["counters"]["acked"], 2, "{described}");
+    assert_eq!(described["state"], "running");
+    assert!(ok(&["fn", "list"]).contains("hello"));
+    // Deploying the same component again reuses its compiled code; rollback returns to v1.
+    assert!(ok(&deploy).contains("version 2 deployed (compiled code reused)"));
+    assert!(ok(&["fn", "rollback", "hello"]).contains("rolled back to version 1"));
+    let text = ok(&["--output", "json", "fn", "describe", "hello"]);
+    let described: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(described["version"], 1);
+    assert_eq!(described["previous"]["version"], 2);
+    assert_eq!(described["counters"]["compiles"], 1);
+    ok(&["fn", "logs", "hello"]);
+    assert!(ok(&["fn", "undeploy", "hello"]).contains("undeployed"));
+    let out = quiver(&server, &["fn", "describe", "hello"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fn.not_found"));
 }

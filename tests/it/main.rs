@@ -8,6 +8,7 @@ mod cluster;
 mod crash;
 mod data_safety;
 mod delays;
+mod fn_sandbox;
 mod functions;
 mod groups;
 mod limits;

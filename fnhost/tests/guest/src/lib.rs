@@ -27,6 +27,35 @@ impl Function for Misbehave {
                 quiver_fn::log(Level::Warn, &format!("logged {}", msg.id));
                 Outcome::Ack
             }
+            "recurse" => {
+                recurse(std::hint::black_box(1));
+                Outcome::Ack
+            }
+            "unreachable" => std::process::abort(),
+            "flood" => {
+                // A million emits: the host refuses all past the per-message limit.
+                let mut refused = 0u32;
+                for _ in 0..1_000_000 {
+                    if quiver_fn::emit("flooded", None, &[], b"x").is_err() {
+                        refused += 1;
+                    }
+                }
+                quiver_fn::log(Level::Info, &format!("{refused} emits refused"));
+                Outcome::DeadLetter(format!("{refused} emits refused"))
+            }
+            "big-emit" => match quiver_fn::emit("big", None, &[], &vec![0u8; 2 << 20]) {
+                Ok(()) => Outcome::Ack,
+                Err(reason) => Outcome::DeadLetter(reason),
+            },
+            "read-file" => match std::fs::read("/etc/passwd") {
+                Ok(bytes) => {
+                    Outcome::DeadLetter(format!("read {} bytes of /etc/passwd", bytes.len()))
+                }
+                Err(err) => {
+                    quiver_fn::log(Level::Info, &format!("no file: {err}"));
+                    Outcome::Ack
+                }
+            },
             "retry" => Outcome::Retry(Some(250)),
             "dead" => Outcome::DeadLetter("asked to".into()),
             other => match other.strip_prefix("emit:") {
@@ -45,6 +74,12 @@ impl Function for Misbehave {
             },
         }
     }
+}
+
+/// Recursion without end (each frame keeps a buffer alive, so it is not optimised away).
+fn recurse(depth: u64) -> u64 {
+    let frame = std::hint::black_box([depth; 64]);
+    recurse(depth + 1) + frame[63]
 }
 
 quiver_fn::function!(Misbehave);
