@@ -12,6 +12,8 @@ const GUESTS: &[&str] = &[
     "fnhost/tests/guest",
     "fnhost/tests/guest-net",
     "plugins/router",
+    "plugins/enricher",
+    "plugins/order-state",
 ];
 /// Where the guests are built (the host's tests read them from here).
 const GUEST_TARGET_DIR: &str = "target/wasm-guests";

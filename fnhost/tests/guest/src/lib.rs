@@ -77,6 +77,7 @@ impl Function for Misbehave {
 }
 
 /// Recursion without end (each frame keeps a buffer alive, so it is not optimised away).
+#[allow(unconditional_recursion)]
 fn recurse(depth: u64) -> u64 {
     let frame = std::hint::black_box([depth; 64]);
     recurse(depth + 1) + frame[63]
