@@ -134,7 +134,23 @@ pub async fn run_with<F: Front>(
     }
     let core = Arc::new(core);
     let timers = tokio::spawn(core.clone().run_timers());
-    let functions = Functions::start(core.clone(), config.functions.clone()).await?;
+    // A function's emits to topics this broker does not serve go through a producer of the
+    // cluster, with the broker's node certificate.
+    let peers = if config.broker.namesrv.is_empty() {
+        None
+    } else {
+        let options = quiver_client::ClientOptions {
+            namesrv: config.broker.namesrv.clone(),
+            ca: tls.ca.clone(),
+            identity: Some((tls.cert.clone(), tls.key.clone())),
+            timeout: std::time::Duration::from_secs(10),
+            route_refresh: quiver_client::client::ROUTE_REFRESH_DEFAULT,
+        };
+        let client = quiver_client::Client::new(options)
+            .map_err(|err| format!("cannot make the client for function emits: {err}"))?;
+        Some(Arc::new(quiver_client::Producer::new(client)))
+    };
+    let functions = Functions::start(core.clone(), config.functions.clone(), peers).await?;
     let broker = Arc::new(Broker::new(core, functions.clone(), remoting));
     let service = front.front(broker, &shutdown);
     let serving = {

@@ -331,7 +331,10 @@ impl AccessPolicy {
         use quiver_proto::Access;
         let role = peer.identity.as_ref().map(|id| id.role);
         let (needed, fix) = match code.access() {
-            Access::Client if matches!(role, Some(Role::Client | Role::Admin)) => return None,
+            // Nodes too: a broker writes a function's emits to the brokers serving their topic.
+            Access::Client if matches!(role, Some(Role::Client | Role::Admin | Role::Node)) => {
+                return None;
+            }
             Access::Client if role.is_none() && self.allow_anonymous => return None,
             Access::Admin if role == Some(Role::Admin) => return None,
             Access::Node if role == Some(Role::Node) => return None,

@@ -84,12 +84,18 @@ pub struct Functions {
     running: tokio::sync::Mutex<HashMap<String, Running>>,
     /// Functions that could not start, with why.
     failed: Mutex<HashMap<String, String>>,
+    /// Writes emits to topics other brokers serve (`None`: a broker without name servers).
+    peers: Option<Arc<quiver_client::Producer>>,
 }
 
 impl Functions {
     /// Starts the host and every function in the catalog (one that cannot load is reported
     /// by `fn describe` and the log; the broker runs on).
-    pub async fn start(core: Arc<Core>, config: FunctionsConfig) -> Result<Arc<Self>, String> {
+    pub async fn start(
+        core: Arc<Core>,
+        config: FunctionsConfig,
+        peers: Option<Arc<quiver_client::Producer>>,
+    ) -> Result<Arc<Self>, String> {
         let engine =
             FnEngine::new().map_err(|err| format!("cannot start the function host: {err}"))?;
         let functions = Arc::new(Functions {
@@ -101,6 +107,7 @@ impl Functions {
             shared: Mutex::new(HashMap::new()),
             running: tokio::sync::Mutex::new(HashMap::new()),
             failed: Mutex::new(HashMap::new()),
+            peers,
         });
         let store = functions.core.store().clone();
         let records = blocking(move || store.catalog().functions())
@@ -253,6 +260,7 @@ impl Functions {
             commit_interval: std::time::Duration::from_millis(self.config.commit_interval_ms),
             member: format!("{name}-v{number}@{}", self.core.config().broker_name),
             next_queue: Default::default(),
+            peers: self.peers.clone(),
         });
         let stop = CancellationToken::new();
         let task = tokio::spawn(runner::supervise(ctx, stop.clone()));

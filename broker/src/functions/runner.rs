@@ -66,6 +66,8 @@ pub struct RunCtx {
     pub member: String,
     /// Round-robin queue choice of emits without keys.
     pub next_queue: AtomicU32,
+    /// Writes emits to topics other brokers serve.
+    pub peers: Option<Arc<quiver_client::Producer>>,
 }
 
 impl RunCtx {
@@ -457,18 +459,25 @@ fn count_back(ctx: &RunCtx, answer: quiver_proto::requests::group::GroupSendBack
     }
 }
 
-/// Writes emits to this broker's queues of their topics: by the hash of the first key, or
-/// round robin; one append per queue, in emit order within it.
+/// Writes emits: to this broker's queues of a topic it serves (by the hash of the first key,
+/// or round robin; one append per queue, in emit order within it), else through the
+/// cluster's producer (keyed ones by their key, the others in one batch per topic), else
+/// (no name servers) here, where the topic is created if the broker creates topics.
 async fn write_emits(ctx: &RunCtx, emits: Vec<Emit>) -> Result<(), StoreError> {
     if emits.is_empty() {
         return Ok(());
     }
     let count = emits.len() as u64;
-    let mut by_queue: BTreeMap<(String, u32), Vec<SendMessage>> = BTreeMap::new();
+    let mut local: BTreeMap<(String, u32), Vec<SendMessage>> = BTreeMap::new();
+    let mut remote: BTreeMap<String, Vec<Emit>> = BTreeMap::new();
     let born = now_ms();
     for emit in emits {
         let queues = match ctx.core.store().topic(&emit.topic) {
             Ok(meta) => meta.queues.max(1),
+            Err(_) if ctx.peers.is_some() => {
+                remote.entry(emit.topic.clone()).or_default().push(emit);
+                continue;
+            }
             Err(_) => ctx.core.config().default_queues.max(1),
         };
         let queue = match emit.keys.first() {
@@ -478,11 +487,49 @@ async fn write_emits(ctx: &RunCtx, emits: Vec<Emit>) -> Result<(), StoreError> {
         let mut msg = SendMessage::new(None, emit.body.into(), born);
         msg.tag = emit.tag;
         msg.keys = emit.keys;
-        by_queue.entry((emit.topic, queue)).or_default().push(msg);
+        local.entry((emit.topic, queue)).or_default().push(msg);
     }
-    for ((topic, queue), messages) in by_queue {
+    for ((topic, queue), messages) in local {
         ctx.core.send(&topic, queue, messages).await?;
     }
+    if let Some(peers) = &ctx.peers {
+        for (topic, emits) in remote {
+            send_remote(peers, &topic, emits).await?;
+        }
+    }
     super::stats::add(&ctx.shared.stats.emitted, count);
+    Ok(())
+}
+
+async fn send_remote(
+    peers: &quiver_client::Producer,
+    topic: &str,
+    emits: Vec<Emit>,
+) -> Result<(), StoreError> {
+    let failed = |err: quiver_client::ClientError| {
+        StoreError::invalid(
+            Refusal::InvalidArgument,
+            format!("emit to {topic} on another broker: {err}"),
+        )
+    };
+    let mut unkeyed = Vec::new();
+    for emit in emits {
+        let mut msg = quiver_client::Message::new(emit.body);
+        if let Some(tag) = emit.tag {
+            msg = msg.with_tag(tag);
+        }
+        for key in &emit.keys {
+            msg = msg.with_key(key.clone());
+        }
+        match emit.keys.first() {
+            Some(key) => {
+                peers.send_ordered(topic, key, msg).await.map_err(failed)?;
+            }
+            None => unkeyed.push(msg),
+        }
+    }
+    if !unkeyed.is_empty() {
+        peers.send_batch(topic, unkeyed).await.map_err(failed)?;
+    }
     Ok(())
 }

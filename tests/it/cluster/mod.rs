@@ -5,6 +5,7 @@
 
 mod balance;
 mod failover;
+mod functions;
 mod groups;
 mod ordered;
 mod ordered_agree;
