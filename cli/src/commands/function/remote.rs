@@ -213,7 +213,7 @@ pub async fn run(command: RemoteCommand, ctx: &Context) -> anyhow::Result<()> {
                         );
                     }
                 }
-                Output::Text => print!(
+                Output::Text => println!(
                     "{}",
                     table(
                         &["BROKER", "NAME", "VERSION", "TOPIC", "TAGS", "STATE", "LAG"],
@@ -438,7 +438,7 @@ fn print_info(broker: &str, info: &FnInfo) {
     if let Some(err) = &info.last_error {
         println!("  last failure: {err}");
     }
-    print!(
+    println!(
         "{}",
         table(
             &["TOPIC", "QUEUE", "MAX", "COMMITTED", "LAG"],
