@@ -14,6 +14,7 @@ const GUESTS: &[&str] = &[
     "plugins/router",
     "plugins/enricher",
     "plugins/order-state",
+    "bench/fn-guest",
 ];
 /// Where the guests are built (the host's tests read them from here).
 const GUEST_TARGET_DIR: &str = "target/wasm-guests";

@@ -48,6 +48,8 @@ pub fn group_of(name: &str) -> String {
 pub struct FnShared {
     stats: FnStats,
     log: FnLog,
+    /// Its last call ran past `pool::SLOW_CALL`: the next run on the low-priority threads.
+    slow: std::sync::atomic::AtomicBool,
 }
 
 impl FnShared {
@@ -55,6 +57,7 @@ impl FnShared {
         FnShared {
             stats: FnStats::default(),
             log: FnLog::new(log_lines),
+            slow: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

@@ -33,6 +33,9 @@ use crate::store::{Refusal, StoreError};
 
 /// A long-poll of a runner waits this long before it looks at its stop token again.
 const POLL_WAIT: Duration = Duration::from_secs(5);
+/// With offsets to commit, a runner waits this long for more before it commits (so a busy
+/// queue commits every `commit_interval`, an idle one within this of its last message).
+const IDLE_COMMIT: Duration = Duration::from_millis(50);
 /// Wait after a failed read or write before trying again.
 const FAILURE_BACKOFF: Duration = Duration::from_secs(1);
 /// Heartbeat again this soon when a queue assigned to the function is still held.
@@ -200,6 +203,11 @@ async fn run_queue(
         if stop.is_cancelled() {
             break;
         }
+        let wait = if offset != committed {
+            IDLE_COMMIT
+        } else {
+            POLL_WAIT
+        };
         let pull = GroupPull {
             group: ctx.group(),
             member: ctx.member.clone(),
@@ -209,10 +217,10 @@ async fn run_queue(
             offset,
             max_msgs: spec.batch_max,
             max_bytes: ctx.batch_bytes_max,
-            wait_ms: POLL_WAIT.as_millis() as u32,
+            wait_ms: wait.as_millis() as u32,
         };
         let pulled = tokio::select! {
-            pulled = ctx.core.group_pull(&pull, POLL_WAIT) => pulled,
+            pulled = ctx.core.group_pull(&pull, wait) => pulled,
             () = stop.cancelled() => break,
         };
         let mut batch = match pulled {
@@ -248,8 +256,9 @@ async fn run_queue(
             continue;
         }
         offset = Some(batch.next_offset);
-        // Caught up (or idle): commit now, so lag shows 0 and a restart re-runs nothing.
-        let idle = batch.messages.is_empty() || batch.next_offset >= batch.max_offset;
+        // Idle (nothing came within `IDLE_COMMIT`): commit now, so lag shows 0 and a
+        // restart re-runs nothing.
+        let idle = batch.messages.is_empty();
         if offset != committed && (idle || last_commit.elapsed() >= ctx.commit_interval) {
             match commit(&ctx, &topic, queue_id, epoch, batch.next_offset).await {
                 Ok(()) => {
@@ -385,10 +394,17 @@ pub async fn call_batch(
                 return Err("the function is stopping".into());
             };
             let n = range.len() as u64;
+            let slow = shared.slow.load(Ordering::Relaxed);
             let report = pool
-                .run(async move { module.call(&guest[range], config, &limits).await })
+                .run(slow, async move {
+                    module.call(&guest[range], config, &limits).await
+                })
                 .await
                 .ok_or_else(|| "the call was stopped (the broker is stopping)".to_owned())?;
+            // A long call, or one that failed (a loop ends out of fuel sooner than its
+            // deadline), sends the function's next call to the low-priority threads.
+            let demote = report.elapsed > super::pool::SLOW_CALL || report.settled.is_err();
+            shared.slow.store(demote, Ordering::Relaxed);
             let stats = &shared.stats;
             super::stats::add(&stats.calls, 1);
             shared.log.push(

@@ -3,6 +3,7 @@
 //! flush mode.
 
 mod e2e;
+mod functions;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,7 +24,9 @@ pub struct BenchArgs {
     /// --per-connection), w3 durable 1000-message batches, w4 the same against an
     /// async-flush broker, w6 catch-up consume of a backlog, w7 end-to-end latency through
     /// a push consumer at fixed rates (--rates), w8 fan-out to push consumer groups
-    /// (--groups).
+    /// (--groups), w9 a backlog (--messages) through in-broker functions (10 % kept by body
+    /// or by tag, and a pass-through), fn-latency send-to-handler latency of an in-broker
+    /// function beside a remote push consumer (--rates).
     #[arg(value_enum)]
     workload: Workload,
     /// Topic (created when missing).
@@ -81,6 +84,12 @@ pub struct BenchArgs {
     /// w8: messages of the burst every group reads after the fixed-rate phase.
     #[arg(long, default_value_t = 100_000)]
     burst: u64,
+    /// fn-latency/w9: the benchmark function (`cargo xtask guests` builds it).
+    #[arg(
+        long,
+        default_value = "target/wasm-guests/wasm32-wasip2/release/benchfn.wasm"
+    )]
+    wasm: std::path::PathBuf,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -92,6 +101,8 @@ enum Workload {
     W6,
     W7,
     W8,
+    W9,
+    FnLatency,
 }
 
 pub async fn run(args: BenchArgs, ctx: &Context) -> anyhow::Result<()> {
@@ -123,6 +134,8 @@ pub async fn run(args: BenchArgs, ctx: &Context) -> anyhow::Result<()> {
         Workload::W6 => w6(&args, ctx).await?,
         Workload::W7 => e2e::w7(&args, ctx).await?,
         Workload::W8 => e2e::w8(&args, ctx).await?,
+        Workload::W9 => functions::w9(&args, ctx).await?,
+        Workload::FnLatency => functions::fn_latency(&args, ctx).await?,
     };
     let mut fsyncs = 0;
     for broker in &brokers {
@@ -314,6 +327,7 @@ async fn w6(args: &BenchArgs, ctx: &Context) -> anyhow::Result<Value> {
             topic: args.topic.clone(),
             rates: Vec::new(),
             groups: Vec::new(),
+            wasm: args.wasm.clone(),
             ..*args
         };
         batches(&fill, ctx, "w6-fill").await?;

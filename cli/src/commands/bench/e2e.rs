@@ -57,7 +57,7 @@ impl Seen {
     }
 }
 
-fn unix_us() -> u64 {
+pub(super) fn unix_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64)
@@ -100,13 +100,14 @@ async fn member(
 /// Sends `total` messages at `rate` per second (open loop), or as fast as they go without
 /// one; returns the achieved rate. Each body starts with its due time (µs since the
 /// epoch): when it was scheduled to go, or with `delay_ms` its delivery time.
-async fn generate(
+pub(super) async fn generate(
     producer: Arc<Producer>,
     topic: &str,
     size: usize,
     total: u64,
     rate: Option<u64>,
     delay_ms: Option<u64>,
+    acks: Option<Arc<Acks>>,
 ) -> anyhow::Result<f64> {
     let start = Instant::now();
     let start_us = unix_us();
@@ -142,11 +143,25 @@ async fn generate(
                 message = message.with_delay(Duration::from_millis(ms));
             }
             let slot = slots.clone().acquire_owned().await?;
-            let (producer, topic, failures) =
-                (producer.clone(), topic.to_owned(), failures.clone());
+            let (producer, topic, failures, acks) = (
+                producer.clone(),
+                topic.to_owned(),
+                failures.clone(),
+                acks.clone(),
+            );
             tokio::spawn(async move {
-                if producer.send(&topic, message).await.is_err() {
-                    failures.fetch_add(1, Ordering::Relaxed);
+                match producer.send(&topic, message).await {
+                    Ok(sent) => {
+                        if let Some(acks) = acks {
+                            let now = unix_us();
+                            acks.lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .insert(sent.msg_id, now);
+                        }
+                    }
+                    Err(_) => {
+                        failures.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 drop(slot);
             });
@@ -162,6 +177,9 @@ async fn generate(
     }
     Ok(total as f64 / secs)
 }
+
+/// When each send was acknowledged (µs since the epoch), by message id.
+pub(super) type Acks = Mutex<std::collections::HashMap<quiver_client::MessageId, u64>>;
 
 /// Waits until every group handled `want` messages.
 async fn drain(groups: &[Arc<Seen>], want: u64) -> anyhow::Result<f64> {
@@ -184,11 +202,11 @@ async fn drain(groups: &[Arc<Seen>], want: u64) -> anyhow::Result<f64> {
     }
 }
 
-fn producer(ctx: &Context) -> Arc<Producer> {
+pub(super) fn producer(ctx: &Context) -> Arc<Producer> {
     Arc::new(Producer::new(ctx.client.clone()).with_auto_batch(AutoBatch::default()))
 }
 
-fn run_id() -> String {
+pub(super) fn run_id() -> String {
     format!("{}-{}", std::process::id(), unix_us() % 1_000_000_000)
 }
 
@@ -210,6 +228,7 @@ pub async fn w7(args: &BenchArgs, ctx: &Context) -> anyhow::Result<Value> {
             sent,
             Some(*rate),
             args.delay_ms,
+            None,
         )
         .await?;
         let drained = drain(std::slice::from_ref(&seen), sent).await?;
@@ -254,6 +273,7 @@ pub async fn w8(args: &BenchArgs, ctx: &Context) -> anyhow::Result<Value> {
             sent,
             Some(rate),
             None,
+            None,
         )
         .await?;
         drain(&seen, sent).await?;
@@ -264,7 +284,16 @@ pub async fn w8(args: &BenchArgs, ctx: &Context) -> anyhow::Result<Value> {
         // The burst: as fast as the producer goes, every group reading it.
         let burst = args.burst;
         let burst_started = Instant::now();
-        generate(producer.clone(), &args.topic, args.size, burst, None, None).await?;
+        generate(
+            producer.clone(),
+            &args.topic,
+            args.size,
+            burst,
+            None,
+            None,
+            None,
+        )
+        .await?;
         let sent_secs = burst_started.elapsed().as_secs_f64();
         drain(&seen, sent + burst).await?;
         let fanout_secs = burst_started.elapsed().as_secs_f64();
