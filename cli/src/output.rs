@@ -77,3 +77,14 @@ pub fn time(ms: u64) -> String {
     humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
         .to_string()
 }
+
+/// A group's queue as table cells: topic, queue, broker offset, committed, lag.
+pub fn queue_cells(q: &quiver_proto::requests::group::GroupQueue) -> Vec<String> {
+    vec![
+        q.topic.clone(),
+        q.queue_id.to_string(),
+        q.max_offset.to_string(),
+        q.committed.map_or("-".into(), |c| c.to_string()),
+        q.lag.to_string(),
+    ]
+}

@@ -3,48 +3,13 @@
 //! a memory hog each end their call with a clear reason and hurt nothing after them; the
 //! import policy refuses sockets.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use quiver_fnhost::{FnEngine, FnModule, Limits, Message, Outcome};
+use quiver_fnhost::{FnEngine, FnModule, Limits, Outcome};
 
-fn guest(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/wasm-guests/wasm32-wasip2/release")
-        .join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|err| {
-        panic!(
-            "{}: {err}; build the test guests with `cargo xtask guests`",
-            path.display()
-        )
-    })
-}
+mod common;
 
-fn message(offset: u64, body: &str) -> Message {
-    Message {
-        topic: "orders".into(),
-        queue: 1,
-        offset,
-        id: format!("{offset:032x}"),
-        tag: Some("paid".into()),
-        keys: vec![format!("k{offset}")],
-        properties: vec![],
-        body: body.as_bytes().to_vec(),
-        born_ms: 1,
-        reconsume: 0,
-    }
-}
-
-fn config(pairs: &[(&str, &str)]) -> Arc<BTreeMap<String, String>> {
-    Arc::new(
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    )
-}
+use common::{config, guest, message};
 
 fn small() -> Limits {
     Limits {

@@ -2,44 +2,24 @@
 //! the JSON validator/enricher and the order-state tracker. (The router's test is in
 //! `guests.rs`.)
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::Arc;
-
 use quiver_fnhost::{FnEngine, FnModule, Limits, Message, Outcome};
 use serde_json::Value;
 
+mod common;
+
 fn module(name: &str) -> FnModule {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/wasm-guests/wasm32-wasip2/release")
-        .join(format!("{name}.wasm"));
-    let wasm = std::fs::read(&path)
-        .unwrap_or_else(|err| panic!("{}: {err}; build with `cargo xtask guests`", path.display()));
-    FnModule::load(&FnEngine::new().unwrap(), &wasm).unwrap()
+    FnModule::load(&FnEngine::new().unwrap(), &common::guest(name)).unwrap()
 }
 
+/// A message of queue 2 of `in`, without tag or keys.
 fn message(offset: u64, body: &str) -> Message {
     Message {
         topic: "in".into(),
         queue: 2,
-        offset,
-        id: format!("{offset:032x}"),
         tag: None,
         keys: vec![],
-        properties: vec![],
-        body: body.as_bytes().to_vec(),
-        born_ms: 1,
-        reconsume: 0,
+        ..common::message(offset, body)
     }
-}
-
-fn config(pairs: &[(&str, &str)]) -> Arc<BTreeMap<String, String>> {
-    Arc::new(
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    )
 }
 
 fn dead(outcome: &Outcome) -> &str {
@@ -59,7 +39,7 @@ async fn the_enricher_passes_valid_objects_enriched_and_dead_letters_the_rest() 
         message(3, r#"{"amount": 5}"#),
         message(4, r#"{"id": 7, "amount": null}"#),
     ];
-    let conf = config(&[
+    let conf = common::config(&[
         ("required", "id"),
         ("add", "region=eu; tier=gold"),
         ("to", "clean"),
@@ -106,7 +86,9 @@ async fn the_order_tracker_carries_each_orders_state_in_what_it_emits() {
         .enumerate()
         .map(|(i, e)| message(i as u64, e))
         .collect();
-    let report = module.call(&batch, config(&[]), &Limits::default()).await;
+    let report = module
+        .call(&batch, common::config(&[]), &Limits::default())
+        .await;
     let outcomes = report.settled.unwrap();
     let acked: Vec<bool> = outcomes.iter().map(|o| *o == Outcome::Ack).collect();
     assert_eq!(acked, [true, true, true, false, true, true, false, false]);

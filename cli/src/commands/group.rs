@@ -195,15 +195,12 @@ async fn describe(admin: &Admin, group: &str, ctx: &Context) -> anyhow::Result<(
                         ],
                         info.queues
                             .iter()
-                            .map(|q| vec![
-                                q.topic.clone(),
-                                q.queue_id.to_string(),
-                                q.max_offset.to_string(),
-                                q.committed.map_or("-".into(), |c| c.to_string()),
-                                q.lag.to_string(),
-                                q.holder.clone().unwrap_or_else(|| "-".into()),
-                                q.epoch.to_string(),
-                            ])
+                            .map(|q| {
+                                let mut cells = crate::output::queue_cells(q);
+                                cells.push(q.holder.clone().unwrap_or_else(|| "-".into()));
+                                cells.push(q.epoch.to_string());
+                                cells
+                            })
                             .collect()
                     )
                 );

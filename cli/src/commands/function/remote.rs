@@ -441,17 +441,8 @@ fn print_info(broker: &str, info: &FnInfo) {
     println!(
         "{}",
         table(
-            &["TOPIC", "QUEUE", "MAX", "COMMITTED", "LAG"],
-            info.queues
-                .iter()
-                .map(|q| vec![
-                    q.topic.clone(),
-                    q.queue_id.to_string(),
-                    q.max_offset.to_string(),
-                    q.committed.map_or("-".into(), |c| c.to_string()),
-                    q.lag.to_string(),
-                ])
-                .collect()
+            &["topic", "queue", "broker offset", "committed", "lag"],
+            info.queues.iter().map(crate::output::queue_cells).collect()
         )
     );
 }
