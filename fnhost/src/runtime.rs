@@ -97,6 +97,8 @@ pub struct CallReport {
     pub fuel_used: u64,
     /// Wall-clock time of the call (instantiation included).
     pub elapsed: Duration,
+    /// The call failed because it ran past its wall-clock deadline.
+    pub timed_out: bool,
 }
 
 /// The wasmtime engine of every function of a process, with the thread that advances its
@@ -182,6 +184,8 @@ struct FnState {
     emits_left: usize,
     logs: Vec<LogLine>,
     logs_dropped: usize,
+    /// The epoch callback interrupted the call at its deadline.
+    timed_out: bool,
 }
 
 impl FnState {
@@ -354,6 +358,7 @@ impl FnModule {
             emits_left: limits.emits_per_message.saturating_mul(batch.len().max(1)),
             logs: Vec::new(),
             logs_dropped: 0,
+            timed_out: false,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.store_limits);
@@ -364,8 +369,9 @@ impl FnModule {
         let settled = match store.set_fuel(fuel) {
             Ok(()) => {
                 store.set_epoch_deadline(1);
-                store.epoch_deadline_callback(move |_| {
+                store.epoch_deadline_callback(move |mut ctx| {
                     Ok(if Instant::now() >= deadline {
+                        ctx.data_mut().timed_out = true;
                         UpdateDeadline::Interrupt
                     } else {
                         UpdateDeadline::Yield(1)
@@ -375,6 +381,7 @@ impl FnModule {
             }
             Err(err) => Err(format!("cannot set the call's fuel: {err}")),
         };
+        let timed_out = store.data().timed_out;
         let fuel_used = fuel.saturating_sub(store.get_fuel().unwrap_or(0));
         let mut state = store.into_data();
         for (level, pipe) in [("stdout", &stdout), ("stderr", &stderr)] {
@@ -386,6 +393,7 @@ impl FnModule {
                 state.log_line(level, line);
             }
         }
+        let settled_failed = settled.is_err();
         let emits = if settled.is_ok() {
             std::mem::take(&mut state.emits)
         } else {
@@ -398,6 +406,7 @@ impl FnModule {
             logs_dropped: state.logs_dropped,
             fuel_used,
             elapsed: started.elapsed(),
+            timed_out: timed_out && settled_failed,
         }
     }
 

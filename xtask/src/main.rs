@@ -11,6 +11,7 @@ use std::time::Instant;
 const GUESTS: &[&str] = &[
     "fnhost/tests/guest",
     "fnhost/tests/guest-net",
+    "fnhost/tests/guest-http",
     "plugins/router",
     "plugins/enricher",
     "plugins/order-state",

@@ -7,7 +7,9 @@
 //! they start at once; a function whose last call failed (a trap, a loop out of fuel or
 //! time) or ran long (past [`SLOW_CALL`]: heavy work) has its next call run on threads of
 //! the lowest priority (nice 19), which get the CPU when the broker's own threads do not
-//! want it. On one core, beside a looping
+//! want it. A call there that runs past its wall-clock deadline (which counts waiting for
+//! the CPU) runs again at the broker's priority before anything is charged, so a busy
+//! machine does not dead-letter healthy messages (a loop still ends by fuel). On one core, beside a looping
 //! function, W1's p99 was 0.6-0.7 ms without it, 4.5 ms with it at the broker's priority,
 //! 2.3-2.8 ms at nice 10 and 0.84-0.99 ms at nice 19; but all calls at nice 19 took an
 //! in-broker handler's latency at 10k msg/s from 2.4 to 69 ms (p50), hence two sets

@@ -76,9 +76,21 @@ pub fn emit(topic: &str, tag: Option<&str>, keys: &[String], body: &[u8]) -> Res
     bindings::quiver::function::host::emit(topic, tag, keys, body)
 }
 
+thread_local! {
+    /// Settings already asked for: they are fixed for a deployment and an instance lives
+    /// for one call, so each key crosses into the host once per call, not once per message.
+    static CONFIG: std::cell::RefCell<std::collections::HashMap<String, Option<String>>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
 /// A deploy-time setting (`quiver fn deploy --config key=value`).
 pub fn config(key: &str) -> Option<String> {
-    bindings::quiver::function::host::config(key)
+    if let Some(known) = CONFIG.with(|c| c.borrow().get(key).cloned()) {
+        return known;
+    }
+    let value = bindings::quiver::function::host::config(key);
+    CONFIG.with(|c| c.borrow_mut().insert(key.to_owned(), value.clone()));
+    value
 }
 
 /// Typed views of a message.
