@@ -135,6 +135,26 @@ async fn a_function_routes_exactly_the_matching_messages_and_resumes_after_a_res
             String::from_utf8_lossy(&m.body).into_owned()
         })
         .collect();
+    // Order is kept per queue: in each output queue, the messages that came from one input
+    // queue are in that queue's order (batches of 64, so many writes overlap calls).
+    let source: std::collections::HashMap<Vec<u8>, (u32, u64)> = read_all(&s.client, "orders")
+        .await
+        .into_values()
+        .flatten()
+        .map(|m| (m.body.to_vec(), (m.queue_id, m.offset)))
+        .collect();
+    for (queue, out) in &routed {
+        let mut last: std::collections::HashMap<u32, u64> = Default::default();
+        for m in out {
+            let (from, offset) = source[m.body.as_ref()];
+            if let Some(before) = last.insert(from, offset) {
+                assert!(
+                    before < offset,
+                    "{queue}: orders queue {from} offset {offset} after offset {before}"
+                );
+            }
+        }
+    }
     bodies.sort();
     let mut want: Vec<String> = (0..10_000)
         .step_by(2)
@@ -204,5 +224,64 @@ async fn one_poison_message_in_a_batch_of_a_thousand_is_dead_lettered_alone() {
         .property("%DLQ_REASON")
         .unwrap_or_default();
     assert!(reason.contains("panicked"), "{reason}");
+    s.server.check_no_panic().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_that_cannot_be_written_are_handled_again_once_they_can() {
+    let _serial = serial();
+    let mut s = setup(Spec::standalone(&[]), "orders", 1).await;
+    let admin = Admin::new(s.client.clone());
+    // `later` does not exist (the broker does not create topics): every write of emits
+    // fails until it is created.
+    let mut spec = spec_for("orders", "*", &[("tags", "paid"), ("to", "later")]);
+    spec.batch_max = 16;
+    admin
+        .deploy_function("router", &guest_bytes("router"), spec)
+        .await
+        .unwrap();
+    send(&s.client, "orders", 200, |i| {
+        Message::new(format!("order {i:03}")).with_tag("paid")
+    })
+    .await;
+    let (_, addr) = admin.function_brokers("router").await.unwrap().remove(0);
+    let started = Instant::now();
+    let mut after = 0;
+    'failed: loop {
+        let logs = admin
+            .function_logs(&addr, "router", after, Duration::from_secs(1))
+            .await
+            .unwrap();
+        for line in logs.lines {
+            after = line.seq;
+            if line.level == "broker" && line.text.contains("will be handled again") {
+                eprintln!(
+                    "write failure seen after {:?}: {}",
+                    started.elapsed(),
+                    line.text
+                );
+                break 'failed;
+            }
+        }
+        assert!(started.elapsed() < DEADLINE, "no write failure logged");
+    }
+    let info = describe(&s.client, "router").await;
+    assert_eq!(info.counters.emitted, 0, "{info:?}");
+    assert!(
+        info.queues.iter().map(|q| q.lag).sum::<u64>() > 0,
+        "{info:?}"
+    );
+
+    admin.create_topic("later", 1).await.unwrap();
+    let info = caught_up(&s.client, "router", |i| i.counters.emitted == 200).await;
+    assert_eq!(info.counters.acked, 200, "{info:?}");
+    let out: Vec<String> = read_all(&s.client, "later")
+        .await
+        .into_values()
+        .flatten()
+        .map(|m| String::from_utf8_lossy(&m.body).into_owned())
+        .collect();
+    let want: Vec<String> = (0..200).map(|i| format!("order {i:03}")).collect();
+    assert_eq!(out, want, "every message once, in order");
     s.server.check_no_panic().unwrap();
 }

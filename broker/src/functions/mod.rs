@@ -7,10 +7,12 @@
 //! - `pool.rs`: the threads calls run on (never the QUIC threads).
 //! - `settle.rs`: a batch's outcomes, bisecting failed calls (pure over the call).
 //! - `runner.rs`: the group membership and one runner per leased queue.
+//! - `call.rs`: calling the function over a batch; `write.rs`: writing what it produced.
 //! - `ops.rs`: upload, deploy, undeploy, rollback, list, describe, logs.
 //! - `replay.rs`: a dry run of a module over stored messages.
 //! - `logs.rs`, `stats.rs`: each function's log ring and counters.
 
+mod call;
 pub mod config;
 mod logs;
 mod ops;
@@ -19,6 +21,7 @@ mod replay;
 mod runner;
 pub mod settle;
 mod stats;
+mod write;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -13,7 +13,8 @@ use quiver_proto::requests::function::{
 };
 use quiver_proto::requests::group::StartFrom;
 
-use super::runner::{Deployed, call_batch};
+use super::call::call_batch;
+use super::runner::Deployed;
 use super::settle::Fate;
 use super::{FnShared, Functions};
 use crate::core::{PullSpec, TagExpr};

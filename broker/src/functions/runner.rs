@@ -2,18 +2,15 @@
 //! membership on this broker (the core's own group heartbeat, so leases, epochs, fencing,
 //! offsets and `group describe` are the same as for remote members), and one runner per
 //! leased queue that reads through the lease with the group's tag filter, settles each batch
-//! in the VM, writes what the batch produced (emits, retries, dead letters), and only then
-//! moves and commits the offset.
+//! in the VM (`call.rs`), writes what the batch produced (`write.rs`: emits, retries, dead
+//! letters), and only then moves and commits the offset.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant};
 
-use quiver_fnhost::{Emit, FnModule, Message, Outcome};
-use quiver_proto::SendMessage;
-use quiver_proto::message::DLQ_PREFIX;
-use quiver_proto::message::StoredMessage;
+use quiver_fnhost::FnModule;
 use quiver_proto::requests::function::FnLimits;
 use quiver_proto::requests::group::{
     GroupCommit, GroupHeartbeat, GroupLeave, GroupPull, OffsetCommit, QueueLease, Subscription,
@@ -22,11 +19,10 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::config::host_limits;
+use super::call::call_batch;
 use super::pool::CallPool;
-use super::settle::{Fate, settle};
+use super::write::write_settled;
 use super::{FnShared, group_of};
-use crate::clock::now_ms;
 use crate::core::Core;
 use crate::store::catalog::FnVersion;
 use crate::store::{Refusal, StoreError};
@@ -74,7 +70,7 @@ pub struct RunCtx {
 }
 
 impl RunCtx {
-    fn group(&self) -> String {
+    pub fn group(&self) -> String {
         group_of(&self.deployed.name)
     }
 
@@ -187,7 +183,36 @@ fn is_fenced(err: &StoreError) -> bool {
     err.refusal() == Some(Refusal::GroupFenced)
 }
 
-/// One queue under one lease: read, settle, write, commit; until stopped or fenced.
+/// A settled batch whose writes are under way; its offsets are done when they end.
+struct Writing {
+    /// Where its read started: read again from here when a write fails.
+    from: u64,
+    /// Where the read after it starts.
+    to: u64,
+    task: JoinHandle<Result<(), StoreError>>,
+}
+
+impl Writing {
+    /// Waits for the writes; the error, noted, when one failed.
+    async fn finish(self, ctx: &RunCtx, topic: &str, queue_id: u32) -> Result<u64, ()> {
+        let failed = match self.task.await {
+            Ok(Ok(())) => return Ok(self.to),
+            Ok(Err(err)) => err.to_string(),
+            Err(err) => format!("the write task ended: {err}"),
+        };
+        ctx.note(format!(
+            "writing the results of {topic} queue {queue_id} offsets {}..{} failed (they \
+             will be handled again): {failed}",
+            self.from, self.to
+        ));
+        Err(())
+    }
+}
+
+/// One queue under one lease: read, settle, write, commit; until stopped or fenced. A
+/// batch's writes run while the next batch is read and called (one batch ahead at most);
+/// they end before the next batch's writes start, so emits keep their order, and the
+/// offset moves over a batch only once its writes are done.
 async fn run_queue(
     ctx: Arc<RunCtx>,
     (topic, queue_id): (String, u32),
@@ -196,14 +221,20 @@ async fn run_queue(
     exited: Arc<Notify>,
 ) {
     let spec = &ctx.deployed.version.spec;
+    // Where the next read starts (`None`: at the committed offset).
     let mut offset: Option<u64> = None;
+    // Offsets below this are settled and written.
+    let mut done: Option<u64> = None;
     let mut committed: Option<u64> = None;
+    let mut writing: Option<Writing> = None;
     let mut last_commit = Instant::now();
     loop {
         if stop.is_cancelled() {
             break;
         }
-        let wait = if offset != committed {
+        let wait = if writing.is_some() {
+            Duration::ZERO
+        } else if done != committed {
             IDLE_COMMIT
         } else {
             POLL_WAIT
@@ -234,38 +265,65 @@ async fn run_queue(
                 continue;
             }
         };
+        let from = offset.unwrap_or(batch.next_offset - batch_span(&batch));
         if offset.is_none() {
             // The first read starts at the committed offset (or the start, committed then).
-            committed = Some(batch.next_offset - batch_span(&batch));
+            committed = Some(from);
+            done = Some(from);
         }
         super::stats::add(&ctx.shared.stats.filtered, batch.filtered);
         if !batch.messages.is_empty() && spec.batch_wait_ms > 0 {
             fill(&ctx, &pull, &mut batch, &stop).await;
         }
-        if !batch.messages.is_empty()
-            && let Err(err) = handle(&ctx, &batch.messages).await
-        {
-            ctx.note(format!(
-                "writing the results of {} messages of {topic} queue {queue_id} failed \
-                 (they will be handled again): {err}",
-                batch.messages.len()
-            ));
-            if pause(&stop).await {
-                break;
+        let settled = if batch.messages.is_empty() {
+            None
+        } else {
+            let (pool, deployed) = (&ctx.pool, &ctx.deployed);
+            Some(call_batch(pool, deployed, &ctx.instances, &ctx.shared, &batch.messages).await)
+        };
+        if let Some(previous) = writing.take() {
+            let rewind = previous.from;
+            match previous.finish(&ctx, &topic, queue_id).await {
+                Ok(to) => done = Some(to),
+                Err(()) => {
+                    offset = Some(rewind);
+                    if pause(&stop).await {
+                        break;
+                    }
+                    continue;
+                }
             }
-            continue;
         }
         offset = Some(batch.next_offset);
+        match settled {
+            // Nothing to write: the filter stepped over these offsets, or there were none.
+            None => done = Some(batch.next_offset),
+            Some(settled) => {
+                let (ctx, messages) = (ctx.clone(), batch.messages);
+                writing = Some(Writing {
+                    from,
+                    to: batch.next_offset,
+                    task: tokio::spawn(
+                        async move { write_settled(&ctx, &messages, settled).await },
+                    ),
+                });
+            }
+        }
         // Idle (nothing came within `IDLE_COMMIT`): commit now, so lag shows 0 and a
         // restart re-runs nothing.
-        let idle = batch.messages.is_empty();
-        if offset != committed && (idle || last_commit.elapsed() >= ctx.commit_interval) {
-            match commit(&ctx, &topic, queue_id, epoch, batch.next_offset).await {
+        let idle = writing.is_none();
+        if let Some(at) = done.filter(|d| Some(*d) != committed)
+            && (idle || last_commit.elapsed() >= ctx.commit_interval)
+        {
+            match commit(&ctx, &topic, queue_id, epoch, at).await {
                 Ok(()) => {
-                    committed = offset;
+                    committed = done;
                     last_commit = Instant::now();
                 }
                 Err(err) if is_fenced(&err) => {
+                    if let Some(previous) = writing.take() {
+                        let _ = previous.finish(&ctx, &topic, queue_id).await;
+                    }
                     exited.notify_one();
                     return;
                 }
@@ -273,8 +331,14 @@ async fn run_queue(
             }
         }
     }
-    if let Some(offset) = offset.filter(|o| Some(*o) != committed)
-        && let Err(err) = commit(&ctx, &topic, queue_id, epoch, offset).await
+    // Stopping: the writes under way end first, then what is done is committed.
+    if let Some(previous) = writing.take()
+        && let Ok(to) = previous.finish(&ctx, &topic, queue_id).await
+    {
+        done = Some(to);
+    }
+    if let Some(at) = done.filter(|d| Some(*d) != committed)
+        && let Err(err) = commit(&ctx, &topic, queue_id, epoch, at).await
         && !is_fenced(&err)
     {
         ctx.note(format!(
@@ -304,10 +368,8 @@ async fn fill(
     batch: &mut crate::core::groups::GroupPulled,
     stop: &CancellationToken,
 ) {
-    let window_end = Instant::now()
-        + Duration::from_millis(u64::from(
-            first.wait_ms.min(ctx.deployed.version.spec.batch_wait_ms),
-        ));
+    let window = Duration::from_millis(u64::from(ctx.deployed.version.spec.batch_wait_ms));
+    let window_end = Instant::now() + window.min(POLL_WAIT);
     let max = first.max_msgs as usize;
     while batch.messages.len() < max {
         let left = window_end.saturating_duration_since(Instant::now());
@@ -351,215 +413,4 @@ async fn commit(
             }],
         })
         .await
-}
-
-/// What the guest sees of a stored message.
-pub fn to_guest(msg: &StoredMessage) -> Message {
-    Message {
-        topic: msg.topic.clone(),
-        queue: msg.queue_id,
-        offset: msg.offset,
-        id: msg.msg_id.to_string(),
-        tag: msg.tag.clone(),
-        keys: msg.keys.clone(),
-        properties: msg.properties.clone(),
-        body: msg.body.to_vec(),
-        born_ms: msg.born_ms,
-        reconsume: msg.reconsume_times(),
-    }
-}
-
-/// Runs `batch` through the function (bisecting failed calls), logging what the calls
-/// logged; returns the fates and the settled calls' emits.
-pub async fn call_batch(
-    pool: &Arc<CallPool>,
-    deployed: &Arc<Deployed>,
-    instances: &Arc<Semaphore>,
-    shared: &FnShared,
-    batch: &[StoredMessage],
-) -> super::settle::Settled<Emit> {
-    let guest: Arc<Vec<Message>> = Arc::new(batch.iter().map(to_guest).collect());
-    let limits = host_limits(&deployed.limits);
-    let version = deployed.version.version;
-    settle(batch.len(), |range| {
-        let (guest, module, config, limits) = (
-            guest.clone(),
-            deployed.module.clone(),
-            deployed.config.clone(),
-            limits.clone(),
-        );
-        let instances = instances.clone();
-        async move {
-            let Ok(_permit) = instances.acquire_owned().await else {
-                return Err("the function is stopping".into());
-            };
-            let n = range.len() as u64;
-            let slow = shared.slow.load(Ordering::Relaxed);
-            let call = |slow: bool| {
-                let (guest, module, config, limits, range) = (
-                    guest.clone(),
-                    module.clone(),
-                    config.clone(),
-                    limits.clone(),
-                    range.clone(),
-                );
-                pool.run(slow, async move {
-                    module.call(&guest[range], config, &limits).await
-                })
-            };
-            let stopped = || "the call was stopped (the broker is stopping)".to_owned();
-            let mut report = call(slow).await.ok_or_else(stopped)?;
-            if slow && report.timed_out {
-                // The deadline counts waiting for the CPU, which the low-priority threads
-                // may do for long on a busy machine: before anything is charged, the call
-                // runs again at the broker's priority (a loop still ends there, by fuel).
-                report = call(false).await.ok_or_else(stopped)?;
-            }
-            // A long call, or one that failed (a loop ends out of fuel sooner than its
-            // deadline), sends the function's next call to the low-priority threads.
-            let demote = report.elapsed > super::pool::SLOW_CALL || report.settled.is_err();
-            shared.slow.store(demote, Ordering::Relaxed);
-            let stats = &shared.stats;
-            super::stats::add(&stats.calls, 1);
-            shared.log.push(
-                version,
-                now_ms(),
-                report.logs.into_iter().map(|l| (l.level, l.text)),
-                report.logs_dropped as u64,
-            );
-            match report.settled {
-                Ok(outcomes) => {
-                    let us = report.elapsed.as_micros() as u64 / n.max(1);
-                    stats.record_handler(us, n);
-                    Ok((outcomes.into_iter().map(fate_of).collect(), report.emits))
-                }
-                Err(why) => {
-                    super::stats::add(&stats.traps, 1);
-                    stats.set_error(why.clone());
-                    shared.note(version, format!("call of {n} messages failed: {why}"));
-                    Err(why)
-                }
-            }
-        }
-    })
-    .await
-}
-
-fn fate_of(outcome: Outcome) -> Fate {
-    match outcome {
-        Outcome::Ack => Fate::Ack,
-        Outcome::Retry(delay) => Fate::Retry(delay),
-        Outcome::DeadLetter(reason) => Fate::DeadLetter(reason),
-    }
-}
-
-/// Settles a batch and writes what it produced: emits first, then retries and dead
-/// letters. Any write error leaves the offset where it was (the batch is handled again).
-async fn handle(ctx: &RunCtx, batch: &[StoredMessage]) -> Result<(), StoreError> {
-    let settled = call_batch(&ctx.pool, &ctx.deployed, &ctx.instances, &ctx.shared, batch).await;
-    write_emits(ctx, settled.emits).await?;
-    let group = ctx.group();
-    let stats = &ctx.shared.stats;
-    for (msg, fate) in batch.iter().zip(settled.fates) {
-        match fate {
-            Fate::Ack => super::stats::add(&stats.acked, 1),
-            Fate::DeadLetter(reason) => {
-                ctx.core.dead_letter(&group, msg, &reason).await?;
-                super::stats::add(&stats.dead_lettered, 1);
-            }
-            Fate::Retry(delay) => {
-                count_back(ctx, ctx.core.send_back(&group, msg, delay, None).await?)
-            }
-            Fate::Failed(why) => count_back(
-                ctx,
-                ctx.core.send_back(&group, msg, None, Some(&why)).await?,
-            ),
-        }
-    }
-    super::stats::add(&stats.handled, batch.len() as u64);
-    Ok(())
-}
-
-fn count_back(ctx: &RunCtx, answer: quiver_proto::requests::group::GroupSendBackResponse) {
-    let stats = &ctx.shared.stats;
-    if answer.topic.starts_with(DLQ_PREFIX) {
-        super::stats::add(&stats.dead_lettered, 1);
-    } else {
-        super::stats::add(&stats.retried, 1);
-    }
-}
-
-/// Writes emits: to this broker's queues of a topic it serves (by the hash of the first key,
-/// or round robin; one append per queue, in emit order within it), else through the
-/// cluster's producer (keyed ones by their key, the others in one batch per topic), else
-/// (no name servers) here, where the topic is created if the broker creates topics.
-async fn write_emits(ctx: &RunCtx, emits: Vec<Emit>) -> Result<(), StoreError> {
-    if emits.is_empty() {
-        return Ok(());
-    }
-    let count = emits.len() as u64;
-    let mut local: BTreeMap<(String, u32), Vec<SendMessage>> = BTreeMap::new();
-    let mut remote: BTreeMap<String, Vec<Emit>> = BTreeMap::new();
-    let born = now_ms();
-    for emit in emits {
-        let queues = match ctx.core.store().topic(&emit.topic) {
-            Ok(meta) => meta.queues.max(1),
-            Err(_) if ctx.peers.is_some() => {
-                remote.entry(emit.topic.clone()).or_default().push(emit);
-                continue;
-            }
-            Err(_) => ctx.core.config().default_queues.max(1),
-        };
-        let queue = match emit.keys.first() {
-            Some(key) => (xxhash_rust::xxh3::xxh3_64(key.as_bytes()) % u64::from(queues)) as u32,
-            None => ctx.next_queue.fetch_add(1, Ordering::Relaxed) % queues,
-        };
-        let mut msg = SendMessage::new(None, emit.body.into(), born);
-        msg.tag = emit.tag;
-        msg.keys = emit.keys;
-        local.entry((emit.topic, queue)).or_default().push(msg);
-    }
-    for ((topic, queue), messages) in local {
-        ctx.core.send(&topic, queue, messages).await?;
-    }
-    if let Some(peers) = &ctx.peers {
-        for (topic, emits) in remote {
-            send_remote(peers, &topic, emits).await?;
-        }
-    }
-    super::stats::add(&ctx.shared.stats.emitted, count);
-    Ok(())
-}
-
-async fn send_remote(
-    peers: &quiver_client::Producer,
-    topic: &str,
-    emits: Vec<Emit>,
-) -> Result<(), StoreError> {
-    let failed = |err: quiver_client::ClientError| {
-        StoreError::invalid(
-            Refusal::InvalidArgument,
-            format!("emit to {topic} on another broker: {err}"),
-        )
-    };
-    let mut unkeyed = Vec::new();
-    for emit in emits {
-        let mut msg = quiver_client::Message::new(emit.body);
-        if let Some(tag) = emit.tag {
-            msg = msg.with_tag(tag);
-        }
-        for key in &emit.keys {
-            msg = msg.with_key(key.clone());
-        }
-        match emit.keys.first() {
-            Some(key) => {
-                peers.send_ordered(topic, key, msg).await.map_err(failed)?;
-            }
-            None => unkeyed.push(msg),
-        }
-    }
-    if !unkeyed.is_empty() {
-        peers.send_batch(topic, unkeyed).await.map_err(failed)?;
-    }
-    Ok(())
 }
