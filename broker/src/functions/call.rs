@@ -45,9 +45,9 @@ pub async fn call_batch(
     let limits = host_limits(&deployed.limits);
     let version = deployed.version.version;
     settle(batch.len(), |range| {
-        let (guest, module, config, limits) = (
+        let (guest, code, config, limits) = (
             guest.clone(),
-            deployed.module.clone(),
+            deployed.code.clone(),
             deployed.config.clone(),
             limits.clone(),
         );
@@ -59,15 +59,15 @@ pub async fn call_batch(
             let n = range.len() as u64;
             let slow = shared.slow.load(Ordering::Relaxed);
             let call = |slow: bool| {
-                let (guest, module, config, limits, range) = (
+                let (guest, code, config, limits, range) = (
                     guest.clone(),
-                    module.clone(),
+                    code.clone(),
                     config.clone(),
                     limits.clone(),
                     range.clone(),
                 );
                 pool.run(slow, async move {
-                    module.call(&guest[range], config, &limits).await
+                    code.call(&guest[range], config, &limits).await
                 })
             };
             let stopped = || "the call was stopped (the broker is stopping)".to_owned();

@@ -8,11 +8,13 @@
 //! - `settle.rs`: a batch's outcomes, bisecting failed calls (pure over the call).
 //! - `runner.rs`: the group membership and one runner per leased queue.
 //! - `call.rs`: calling the function over a batch; `write.rs`: writing what it produced.
+//! - `code.rs`: what a version runs: a module, or Rust (the benchmarks' native baseline).
 //! - `ops.rs`: upload, deploy, undeploy, rollback, list, describe, logs.
 //! - `replay.rs`: a dry run of a module over stored messages.
 //! - `logs.rs`, `stats.rs`: each function's log ring and counters.
 
 mod call;
+mod code;
 pub mod config;
 mod logs;
 mod ops;
@@ -21,12 +23,16 @@ mod replay;
 mod runner;
 pub mod settle;
 mod stats;
+#[cfg(test)]
+mod tests;
 mod write;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use quiver_fnhost::{FnEngine, FnModule, artifact_checksum};
+
+pub use self::code::{Code, NativeHandler};
 use quiver_proto::requests::function::{FN_GROUP_PREFIX, Sha256};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -136,7 +142,7 @@ impl Functions {
                         compiled,
                         "function started"
                     );
-                    functions.launch(&mut running, &name, record.current, module);
+                    functions.launch(&mut running, &name, record.current, Code::Wasm(module));
                 }
                 Err(err) => {
                     let why = format!(
@@ -235,7 +241,7 @@ impl Functions {
         running: &mut HashMap<String, Running>,
         name: &str,
         version: crate::store::catalog::FnVersion,
-        module: Arc<FnModule>,
+        code: Code,
     ) {
         let limits = match self.config.limits(&version.spec.limits) {
             Ok(limits) => limits,
@@ -251,7 +257,7 @@ impl Functions {
             name: name.to_owned(),
             config: Arc::new(version.spec.config.iter().cloned().collect()),
             version,
-            module,
+            code,
             limits,
         });
         let ctx = Arc::new(runner::RunCtx {

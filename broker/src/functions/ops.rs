@@ -12,7 +12,7 @@ use quiver_proto::requests::msg::{PULL_MSGS_MAX, PULL_WAIT_MS_MAX};
 use sha2::Digest;
 use tracing::info;
 
-use super::{Functions, group_of, hex};
+use super::{Code, Functions, group_of, hex};
 use crate::clock::now_ms;
 use crate::core::groups::{BACKOFF_MS_MAX, MAX_RETRIES_MAX};
 use crate::core::{TagExpr, blocking};
@@ -175,7 +175,7 @@ impl Functions {
             "function deployed"
         );
         let version = current.version;
-        self.launch(&mut running, &req.name, current, module);
+        self.launch(&mut running, &req.name, current, Code::Wasm(module));
         Ok(FnDeployResponse { version, compiled })
     }
 
@@ -208,7 +208,7 @@ impl Functions {
             "function rolled back"
         );
         let version = previous.version;
-        self.launch(&mut running, name, previous, module);
+        self.launch(&mut running, name, previous, Code::Wasm(module));
         Ok(FnDeployResponse { version, compiled })
     }
 

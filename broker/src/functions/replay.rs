@@ -14,6 +14,7 @@ use quiver_proto::requests::function::{
 use quiver_proto::requests::group::StartFrom;
 
 use super::call::call_batch;
+use super::code::Code;
 use super::runner::Deployed;
 use super::settle::Fate;
 use super::{FnShared, Functions};
@@ -69,7 +70,7 @@ impl Functions {
                 },
                 deployed_ms: 0,
             },
-            module,
+            code: Code::Wasm(module),
             limits,
         });
         let shared = FnShared::new(self.config.log_lines);

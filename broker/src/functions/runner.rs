@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant};
 
-use quiver_fnhost::FnModule;
 use quiver_proto::requests::function::FnLimits;
 use quiver_proto::requests::group::{
     GroupCommit, GroupHeartbeat, GroupLeave, GroupPull, OffsetCommit, QueueLease, Subscription,
@@ -20,6 +19,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::call::call_batch;
+use super::code::Code;
 use super::pool::CallPool;
 use super::write::write_settled;
 use super::{FnShared, group_of};
@@ -43,8 +43,8 @@ pub struct Deployed {
     pub name: String,
     /// The version and its settings.
     pub version: FnVersion,
-    /// The compiled module.
-    pub module: Arc<FnModule>,
+    /// What it runs.
+    pub code: Code,
     /// Its resolved limits.
     pub limits: FnLimits,
     /// `--config` settings.
