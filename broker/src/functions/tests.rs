@@ -71,7 +71,7 @@ async fn a_native_handler_runs_through_the_runner_and_its_outputs_are_written_in
             if msg.body == b"m007" {
                 return Outcome::DeadLetter("seven".into());
             }
-            if msg.offset % 2 == 0 {
+            if msg.offset.is_multiple_of(2) {
                 emits.push(Emit {
                     topic: config["to"].clone(),
                     tag: None,
