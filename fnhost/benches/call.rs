@@ -1,8 +1,9 @@
 //! What a call costs (`cargo xtask guests`, then `cargo bench -p quiver-fnhost --bench
-//! call`): instantiating and calling the benchmark function (`bench/fn-guest`) with one
-//! message, a 256-message batch through its `filter` mode (10 % of the bodies kept and
-//! emitted) and `pass` mode, and the same filter as native Rust over the same messages,
-//! building the same emits: W9's VM-to-native ratio at the handler.
+//! call`): calling the benchmark function (`bench/fn-guest`) with one message in a fresh
+//! instance and in a kept one, a 256-message batch (in a kept instance, as the broker calls)
+//! through its `filter` mode (10 % of the bodies kept and emitted) and `pass` mode, and the
+//! same filter as native Rust over the same messages, building the same emits: W9's
+//! VM-to-native ratio at the handler.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -65,6 +66,14 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// The broker's limits: one instance kept between calls.
+fn kept() -> Limits {
+    Limits {
+        keep_instances: 1,
+        ..Limits::default()
+    }
+}
+
 #[divan::bench]
 fn instantiate_and_call_one(bencher: Bencher<'_, '_>) {
     let (_engine, module) = module();
@@ -73,11 +82,19 @@ fn instantiate_and_call_one(bencher: Bencher<'_, '_>) {
     bencher.bench_local(|| rt.block_on(module.call(&msgs, conf.clone(), &limits)));
 }
 
+#[divan::bench]
+fn kept_instance_call_one(bencher: Bencher<'_, '_>) {
+    let (_engine, module) = module();
+    let (rt, msgs, conf) = (runtime(), batch(1), config("pass"));
+    let limits = kept();
+    bencher.bench_local(|| rt.block_on(module.call(&msgs, conf.clone(), &limits)));
+}
+
 #[divan::bench(args = ["filter", "pass"])]
 fn vm_batch_256(bencher: Bencher<'_, '_>, mode: &str) {
     let (_engine, module) = module();
     let (rt, msgs, conf) = (runtime(), batch(256), config(mode));
-    let limits = Limits::default();
+    let limits = kept();
     bencher
         .counter(divan::counter::ItemsCount::new(256usize))
         .bench_local(|| rt.block_on(module.call(&msgs, conf.clone(), &limits)));

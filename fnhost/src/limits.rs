@@ -1,5 +1,5 @@
 //! What one call of a function may use. A call carries a batch; its fuel and deadline scale
-//! with the batch's length.
+//! with the batch's length. And how many instances a function keeps between calls.
 
 use std::time::Duration;
 
@@ -20,6 +20,11 @@ pub struct Limits {
     pub log_lines_max: usize,
     /// Longest log line kept (longer ones are cut).
     pub log_line_bytes_max: usize,
+    /// Instances kept for the next calls: one whose call settled goes back to the module's
+    /// idle instances while there are fewer than this (0: a fresh instance per call).
+    pub keep_instances: usize,
+    /// An instance whose linear memory grew past this is not kept.
+    pub keep_memory_bytes: usize,
 }
 
 impl Default for Limits {
@@ -32,6 +37,8 @@ impl Default for Limits {
             emit_bytes_max: 1 << 20,
             log_lines_max: 256,
             log_line_bytes_max: 4096,
+            keep_instances: 0,
+            keep_memory_bytes: 4 << 20,
         }
     }
 }

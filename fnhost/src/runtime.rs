@@ -1,13 +1,17 @@
-//! The engine (with its epoch ticker), a loaded function, and one call: a fresh instance
-//! per call, thrown away afterwards, so a trap, a timeout or an out-of-memory never leaves a
-//! broken instance behind. Emits are kept per call and dropped when the call fails.
+//! The engine (with its epoch ticker), a loaded function, and one call. An instance whose
+//! call settled may serve the function's next calls (`Limits::keep_instances`, while its
+//! memory stays under `Limits::keep_memory_bytes`); a trap, a timeout or an out-of-memory
+//! throws it away, so a broken instance never runs again. Emits are kept per call and
+//! dropped when the call fails.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, Trap, UpdateDeadline};
+use wasmtime::{
+    Config, Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap, UpdateDeadline,
+};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -35,6 +39,9 @@ const TICK: Duration = Duration::from_millis(10);
 const WASM_STACK_BYTES: usize = 256 << 10;
 /// Instances, tables and memories one call may create (the component and its adapters).
 const INSTANCES_PER_CALL: usize = 16;
+/// A store's stdout and stderr each hold this many log lines' worth of bytes; an instance
+/// that printed half of it is not kept.
+const PRINTED_LINES: usize = 8;
 
 /// What went wrong loading or calling a function.
 #[derive(Debug, thiserror::Error)]
@@ -172,12 +179,89 @@ impl std::hash::Hasher for Xxh3Hasher {
     }
 }
 
+/// The store's limits, noting how far its memory grew.
+struct CallLimiter {
+    limits: StoreLimits,
+    /// Largest linear memory size the instance reached.
+    memory_bytes: usize,
+}
+
+impl ResourceLimiter for CallLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.limits.memory_growing(current, desired, maximum)?;
+        if allowed {
+            self.memory_bytes = self.memory_bytes.max(desired);
+        }
+        Ok(allowed)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
+    }
+}
+
+/// What the guest printed, read a call at a time.
+struct Printed {
+    pipe: MemoryOutputPipe,
+    /// Bytes of it earlier calls read.
+    read: usize,
+}
+
+impl Printed {
+    fn new(capacity: usize) -> Self {
+        Printed {
+            pipe: MemoryOutputPipe::new(capacity),
+            read: 0,
+        }
+    }
+
+    /// What was printed since the last take.
+    fn take(&mut self) -> Vec<u8> {
+        let all = self.pipe.contents();
+        let new = all.get(self.read..).unwrap_or_default().to_vec();
+        self.read = all.len();
+        new
+    }
+}
+
 /// What a call's instance holds: WASI without capabilities, the limits, and what the guest
 /// logged and emitted.
 struct FnState {
     wasi: WasiCtx,
     table: ResourceTable,
-    store_limits: StoreLimits,
+    limiter: CallLimiter,
+    stdout: Printed,
+    stderr: Printed,
     config: Arc<BTreeMap<String, String>>,
     limits: Limits,
     emits: Vec<Emit>,
@@ -274,12 +358,27 @@ impl bindings::quiver::function::host::Host for FnState {
     }
 }
 
-/// A loaded, checked function, ready to instantiate once per call.
+/// An instance whose last call settled, with its store.
+struct Kept {
+    store: Store<FnState>,
+    instance: bindings::Function,
+}
+
+impl Kept {
+    /// The settings its calls had: a guest may have cached them.
+    fn config(&self) -> &Arc<BTreeMap<String, String>> {
+        &self.store.data().config
+    }
+}
+
+/// A loaded, checked function, ready to instantiate.
 pub struct FnModule {
     engine: Engine,
     component: Component,
     pre: bindings::FunctionPre<FnState>,
     imports: Vec<String>,
+    /// Instances kept for the next calls (at most `Limits::keep_instances`).
+    idle: Mutex<Vec<Kept>>,
 }
 
 impl FnModule {
@@ -310,6 +409,7 @@ impl FnModule {
             component,
             pre,
             imports,
+            idle: Mutex::new(Vec::new()),
         })
     }
 
@@ -324,7 +424,7 @@ impl FnModule {
         &self.imports
     }
 
-    /// Runs one batch in a fresh instance under `limits`.
+    /// Runs one batch under `limits`, in a kept instance or a fresh one.
     pub async fn call(
         &self,
         batch: &[Message],
@@ -332,41 +432,31 @@ impl FnModule {
         limits: &Limits,
     ) -> CallReport {
         let started = Instant::now();
-        let stdout = MemoryOutputPipe::new(limits.log_line_bytes_max * 8);
-        let stderr = MemoryOutputPipe::new(limits.log_line_bytes_max * 8);
-        let wasi = WasiCtx::builder()
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
-        let store_limits = StoreLimitsBuilder::new()
-            .memory_size(limits.memory_bytes)
-            .instances(INSTANCES_PER_CALL)
-            .tables(INSTANCES_PER_CALL)
-            .memories(INSTANCES_PER_CALL)
-            .trap_on_grow_failure(true)
-            .build();
-        let state = FnState {
-            wasi,
-            table: ResourceTable::new(),
-            store_limits,
-            config,
-            limits: limits.clone(),
-            emits: Vec::new(),
-            emits_left: limits.emits_per_message.saturating_mul(batch.len().max(1)),
-            logs: Vec::new(),
-            logs_dropped: 0,
-            timed_out: false,
+        let kept = if limits.keep_instances > 0 {
+            let mut idle = self.lock_idle();
+            // Instances that saw other settings are stale (a guest may cache them).
+            idle.retain(|kept| *kept.config() == config);
+            idle.pop()
+        } else {
+            None
         };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.store_limits);
+        let (mut store, instance) = match kept {
+            Some(kept) => (kept.store, Some(kept.instance)),
+            None => (self.store(limits), None),
+        };
+        let state = store.data_mut();
+        state.config = config;
+        state.limits = limits.clone();
+        state.emits.clear();
+        state.emits_left = limits.emits_per_message.saturating_mul(batch.len().max(1));
+        state.logs.clear();
+        state.logs_dropped = 0;
+        state.timed_out = false;
         let fuel = limits.fuel(batch.len());
         // Every tick the call yields to the executor (so functions share the host's threads
         // fairly), and past its deadline it is interrupted.
         let deadline = started + limits.deadline(batch.len());
-        let settled = match store.set_fuel(fuel) {
+        let (settled, instance) = match store.set_fuel(fuel) {
             Ok(()) => {
                 store.set_epoch_deadline(1);
                 store.epoch_deadline_callback(move |mut ctx| {
@@ -377,15 +467,19 @@ impl FnModule {
                         UpdateDeadline::Yield(1)
                     })
                 });
-                self.run(&mut store, batch).await
+                self.run(&mut store, instance, batch).await
             }
-            Err(err) => Err(format!("cannot set the call's fuel: {err}")),
+            Err(err) => (Err(format!("cannot set the call's fuel: {err}")), None),
         };
-        let timed_out = store.data().timed_out;
         let fuel_used = fuel.saturating_sub(store.get_fuel().unwrap_or(0));
-        let mut state = store.into_data();
-        for (level, pipe) in [("stdout", &stdout), ("stderr", &stderr)] {
-            let printed = pipe.contents();
+        let state = store.data_mut();
+        let timed_out = state.timed_out;
+        for level in ["stdout", "stderr"] {
+            let printed = if level == "stdout" {
+                state.stdout.take()
+            } else {
+                state.stderr.take()
+            };
             for line in String::from_utf8_lossy(&printed)
                 .lines()
                 .filter(|l| !l.trim().is_empty())
@@ -393,41 +487,114 @@ impl FnModule {
                 state.log_line(level, line);
             }
         }
-        let settled_failed = settled.is_err();
         let emits = if settled.is_ok() {
             std::mem::take(&mut state.emits)
         } else {
             Vec::new()
         };
-        CallReport {
+        let report = CallReport {
+            logs: std::mem::take(&mut state.logs),
+            logs_dropped: state.logs_dropped,
+            timed_out: timed_out && settled.is_err(),
             settled,
             emits,
-            logs: state.logs,
-            logs_dropped: state.logs_dropped,
             fuel_used,
             elapsed: started.elapsed(),
-            timed_out: timed_out && settled_failed,
+        };
+        if let Some(instance) = instance {
+            self.keep(store, instance, limits);
+        }
+        report
+    }
+
+    fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<Kept>> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps a settled call's instance for the next call, unless enough are kept, its
+    /// memory grew past the limit, or what it printed nears its pipes' capacity.
+    fn keep(&self, store: Store<FnState>, instance: bindings::Function, limits: &Limits) {
+        let state = store.data();
+        let printed_max = state.limits.log_line_bytes_max * PRINTED_LINES / 2;
+        if state.limiter.memory_bytes > limits.keep_memory_bytes
+            || state.stdout.read > printed_max
+            || state.stderr.read > printed_max
+        {
+            return;
+        }
+        let mut idle = self.lock_idle();
+        if idle.len() < limits.keep_instances {
+            idle.push(Kept { store, instance });
         }
     }
 
-    async fn run(&self, store: &mut Store<FnState>, batch: &[Message]) -> Settled {
-        let instance = self
-            .pre
-            .instantiate_async(&mut *store)
-            .await
-            .map_err(|err| why(&err))?;
-        let outcomes = instance
-            .call_handle(&mut *store, batch)
-            .await
-            .map_err(|err| why(&err))?;
+    /// A fresh store: WASI without capabilities, the memory and instance limits.
+    fn store(&self, limits: &Limits) -> Store<FnState> {
+        let stdout = Printed::new(limits.log_line_bytes_max * PRINTED_LINES);
+        let stderr = Printed::new(limits.log_line_bytes_max * PRINTED_LINES);
+        let wasi = WasiCtx::builder()
+            .stdout(stdout.pipe.clone())
+            .stderr(stderr.pipe.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let limits_of_store = StoreLimitsBuilder::new()
+            .memory_size(limits.memory_bytes)
+            .instances(INSTANCES_PER_CALL)
+            .tables(INSTANCES_PER_CALL)
+            .memories(INSTANCES_PER_CALL)
+            .trap_on_grow_failure(true)
+            .build();
+        let state = FnState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: CallLimiter {
+                limits: limits_of_store,
+                memory_bytes: 0,
+            },
+            stdout,
+            stderr,
+            config: Arc::default(),
+            limits: limits.clone(),
+            emits: Vec::new(),
+            emits_left: 0,
+            logs: Vec::new(),
+            logs_dropped: 0,
+            timed_out: false,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store
+    }
+
+    /// Instantiates (unless `kept`) and calls; the instance back when the call settled.
+    async fn run(
+        &self,
+        store: &mut Store<FnState>,
+        kept: Option<bindings::Function>,
+        batch: &[Message],
+    ) -> (Settled, Option<bindings::Function>) {
+        let instance = match kept {
+            Some(instance) => instance,
+            None => match self.pre.instantiate_async(&mut *store).await {
+                Ok(instance) => instance,
+                Err(err) => return (Err(why(&err)), None),
+            },
+        };
+        let outcomes = match instance.call_handle(&mut *store, batch).await {
+            Ok(outcomes) => outcomes,
+            Err(err) => return (Err(why(&err)), None),
+        };
         if outcomes.len() != batch.len() {
-            return Err(format!(
+            let wrong = format!(
                 "the function returned {} outcomes for {} messages",
                 outcomes.len(),
                 batch.len()
-            ));
+            );
+            return (Err(wrong), None);
         }
-        Ok(outcomes)
+        (Ok(outcomes), Some(instance))
     }
 }
 

@@ -189,3 +189,88 @@ fn a_guest_that_imports_sockets_is_refused_naming_the_import() {
     assert!(text.contains("wasi:sockets/"), "{text}");
     assert!(text.contains("no network access"), "{text}");
 }
+
+/// The `count N` lines of a call's log.
+fn counts(report: &quiver_fnhost::CallReport) -> Vec<String> {
+    report
+        .logs
+        .iter()
+        .filter(|l| l.text.starts_with("count "))
+        .map(|l| l.text.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_settled_call_leaves_its_instance_to_the_next_and_a_failed_one_does_not() {
+    let engine = FnEngine::new().unwrap();
+    let module = FnModule::load(&engine, &guest("misbehave")).unwrap();
+    let kept = Limits {
+        keep_instances: 1,
+        ..small()
+    };
+    let conf = config(&[]);
+    let call = |body: &'static str, conf, limits: Limits| {
+        let module = &module;
+        async move { module.call(&[message(0, body)], conf, &limits).await }
+    };
+    assert_eq!(
+        counts(&call("count", conf.clone(), kept.clone()).await),
+        ["count 1"]
+    );
+    assert_eq!(
+        counts(&call("count", conf.clone(), kept.clone()).await),
+        ["count 2"]
+    );
+    // What an instance printed is read once: each call logs only its own lines.
+    for _ in 0..2 {
+        let report = call("chatty", conf.clone(), kept.clone()).await;
+        let printed: Vec<_> = report.logs.iter().filter(|l| l.level == "stdout").collect();
+        assert_eq!(printed.len(), 1, "{:?}", report.logs);
+    }
+    assert_eq!(
+        counts(&call("count", conf.clone(), kept.clone()).await),
+        ["count 3"]
+    );
+    // A failed call throws its instance away.
+    assert!(
+        call("boom", conf.clone(), kept.clone())
+            .await
+            .settled
+            .is_err()
+    );
+    assert_eq!(
+        counts(&call("count", conf.clone(), kept.clone()).await),
+        ["count 1"]
+    );
+    // Other settings: a fresh instance (a guest may have cached the old ones).
+    let other = config(&[("greeting", "hi")]);
+    assert_eq!(
+        counts(&call("count", other.clone(), kept.clone()).await),
+        ["count 1"]
+    );
+    assert_eq!(
+        counts(&call("count", other.clone(), kept.clone()).await),
+        ["count 2"]
+    );
+    // Memory grown past the keep limit (4 MiB by default): not kept.
+    assert!(
+        call("grow", other.clone(), kept.clone())
+            .await
+            .settled
+            .is_ok()
+    );
+    assert_eq!(
+        counts(&call("count", other.clone(), kept.clone()).await),
+        ["count 1"]
+    );
+    // Keeping none: a fresh instance per call.
+    let fresh = small();
+    assert_eq!(
+        counts(&call("count", conf.clone(), fresh.clone()).await),
+        ["count 1"]
+    );
+    assert_eq!(
+        counts(&call("count", conf.clone(), fresh).await),
+        ["count 1"]
+    );
+}

@@ -10,7 +10,6 @@ use quiver_proto::message::StoredMessage;
 use tokio::sync::Semaphore;
 
 use super::FnShared;
-use super::config::host_limits;
 use super::pool::CallPool;
 use super::runner::Deployed;
 use super::settle::{Fate, Settled, settle};
@@ -42,7 +41,7 @@ pub async fn call_batch(
     batch: &[StoredMessage],
 ) -> Settled<Emit> {
     let guest: Arc<Vec<Message>> = Arc::new(batch.iter().map(to_guest).collect());
-    let limits = host_limits(&deployed.limits);
+    let limits = deployed.host.clone();
     let version = deployed.version.version;
     settle(batch.len(), |range| {
         let (guest, code, config, limits) = (

@@ -31,6 +31,10 @@ pub struct FunctionsConfig {
     pub emits_per_message: u32,
     /// Largest emitted body.
     pub emit_bytes_max: u32,
+    /// An instance whose call settled serves its function's next calls (up to `instances`
+    /// kept per function) while its linear memory is at most this; 0: a fresh instance per
+    /// call. Kept memory is at most functions × instances × this.
+    pub kept_instance_bytes: u64,
 }
 
 impl Default for FunctionsConfig {
@@ -47,6 +51,7 @@ impl Default for FunctionsConfig {
             instances: 2,
             emits_per_message: 16,
             emit_bytes_max: 1 << 20,
+            kept_instance_bytes: 4 << 20,
         }
     }
 }
@@ -113,16 +118,19 @@ impl FunctionsConfig {
         }
         Ok(limits)
     }
-}
 
-/// The host's limits for a call of a function with `limits`.
-pub fn host_limits(limits: &FnLimits) -> quiver_fnhost::Limits {
-    quiver_fnhost::Limits {
-        fuel_per_message: limits.fuel_per_message,
-        deadline_per_message: std::time::Duration::from_millis(limits.deadline_ms_per_message),
-        memory_bytes: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
-        emits_per_message: limits.emits_per_message as usize,
-        emit_bytes_max: limits.emit_bytes_max as usize,
-        ..quiver_fnhost::Limits::default()
+    /// The host's limits for a call of a function with (resolved) `limits`.
+    pub fn host_limits(&self, limits: &FnLimits) -> quiver_fnhost::Limits {
+        let keep = self.kept_instance_bytes > 0;
+        quiver_fnhost::Limits {
+            fuel_per_message: limits.fuel_per_message,
+            deadline_per_message: std::time::Duration::from_millis(limits.deadline_ms_per_message),
+            memory_bytes: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
+            emits_per_message: limits.emits_per_message as usize,
+            emit_bytes_max: limits.emit_bytes_max as usize,
+            keep_instances: if keep { limits.instances as usize } else { 0 },
+            keep_memory_bytes: usize::try_from(self.kept_instance_bytes).unwrap_or(usize::MAX),
+            ..quiver_fnhost::Limits::default()
+        }
     }
 }

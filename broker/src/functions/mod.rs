@@ -258,6 +258,7 @@ impl Functions {
             config: Arc::new(version.spec.config.iter().cloned().collect()),
             version,
             code,
+            host: self.config.host_limits(&limits),
             limits,
         });
         let ctx = Arc::new(runner::RunCtx {

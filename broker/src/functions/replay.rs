@@ -71,6 +71,7 @@ impl Functions {
                 deployed_ms: 0,
             },
             code: Code::Wasm(module),
+            host: self.config.host_limits(&limits),
             limits,
         });
         let shared = FnShared::new(self.config.log_lines);

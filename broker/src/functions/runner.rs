@@ -47,6 +47,8 @@ pub struct Deployed {
     pub code: Code,
     /// Its resolved limits.
     pub limits: FnLimits,
+    /// The host's limits of its calls.
+    pub host: quiver_fnhost::Limits,
     /// `--config` settings.
     pub config: Arc<BTreeMap<String, String>>,
 }

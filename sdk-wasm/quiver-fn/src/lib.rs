@@ -77,8 +77,9 @@ pub fn emit(topic: &str, tag: Option<&str>, keys: &[String], body: &[u8]) -> Res
 }
 
 thread_local! {
-    /// Settings already asked for: they are fixed for a deployment and an instance lives
-    /// for one call, so each key crosses into the host once per call, not once per message.
+    /// Settings already asked for: they are fixed for a deployment (an instance only ever
+    /// serves calls with the same settings), so each key crosses into the host once per
+    /// instance, not once per message.
     static CONFIG: std::cell::RefCell<std::collections::HashMap<String, Option<String>>> =
         std::cell::RefCell::new(std::collections::HashMap::new());
 }

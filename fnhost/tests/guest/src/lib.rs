@@ -4,6 +4,9 @@ use quiver_fn::{Function, Level, Message, MessageExt, Outcome};
 
 struct Misbehave;
 
+/// Messages `count` saw in this instance.
+static SEEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 impl Function for Misbehave {
     fn handle(msg: &Message) -> Outcome {
         let body = msg.text().unwrap_or_default();
@@ -56,6 +59,18 @@ impl Function for Misbehave {
                     Outcome::Ack
                 }
             },
+            "count" => {
+                // Calls an instance served: more than one when the host keeps instances.
+                let seen = SEEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                quiver_fn::log(Level::Info, &format!("count {seen}"));
+                Outcome::Ack
+            }
+            "grow" => {
+                // 8 MiB, freed again: the memory stays grown.
+                let big = std::hint::black_box(vec![1u8; 8 << 20]);
+                drop(big);
+                Outcome::Ack
+            }
             "retry" => Outcome::Retry(Some(250)),
             "dead" => Outcome::DeadLetter("asked to".into()),
             other => match other.strip_prefix("emit:") {
