@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::call::call_batch;
 use super::code::Code;
 use super::pool::CallPool;
-use super::write::write_settled;
+use super::write::{count_acked, needs_write, write_settled};
 use super::{FnShared, group_of};
 use crate::core::Core;
 use crate::store::catalog::FnVersion;
@@ -212,9 +212,9 @@ impl Writing {
 }
 
 /// One queue under one lease: read, settle, write, commit; until stopped or fenced. A
-/// batch's writes run while the next batch is read and called (one batch ahead at most);
-/// they end before the next batch's writes start, so emits keep their order, and the
-/// offset moves over a batch only once its writes are done.
+/// batch's writes run while the next batches are read and called (writes of one batch at
+/// a time: they end before the next batch's writes start, so emits keep their order), and
+/// the offset moves over a batch only once its writes, and those before it, are done.
 async fn run_queue(
     ctx: Arc<RunCtx>,
     (topic, queue_id): (String, u32),
@@ -234,9 +234,7 @@ async fn run_queue(
         if stop.is_cancelled() {
             break;
         }
-        let wait = if writing.is_some() {
-            Duration::ZERO
-        } else if done != committed {
+        let wait = if writing.is_some() || done != committed {
             IDLE_COMMIT
         } else {
             POLL_WAIT
@@ -283,7 +281,22 @@ async fn run_queue(
             let (pool, deployed) = (&ctx.pool, &ctx.deployed);
             Some(call_batch(pool, deployed, &ctx.instances, &ctx.shared, &batch.messages).await)
         };
-        if let Some(previous) = writing.take() {
+        // A batch with nothing to write (all acknowledged, no emits; or only filtered
+        // offsets) is done once the writes before it are: the runner reads on meanwhile.
+        let quiet = settled.as_ref().is_none_or(|s| !needs_write(s));
+        let idle = batch.messages.is_empty();
+        if quiet {
+            if let Some(settled) = &settled {
+                count_acked(&ctx, settled.fates.len());
+            }
+            match writing.as_mut() {
+                Some(previous) => previous.to = batch.next_offset,
+                None => done = Some(batch.next_offset),
+            }
+        }
+        if (!quiet || idle)
+            && let Some(previous) = writing.take()
+        {
             let rewind = previous.from;
             match previous.finish(&ctx, &topic, queue_id).await {
                 Ok(to) => done = Some(to),
@@ -297,23 +310,17 @@ async fn run_queue(
             }
         }
         offset = Some(batch.next_offset);
-        match settled {
-            // Nothing to write: the filter stepped over these offsets, or there were none.
-            None => done = Some(batch.next_offset),
-            Some(settled) => {
-                let (ctx, messages) = (ctx.clone(), batch.messages);
-                writing = Some(Writing {
-                    from,
-                    to: batch.next_offset,
-                    task: tokio::spawn(
-                        async move { write_settled(&ctx, &messages, settled).await },
-                    ),
-                });
-            }
+        if let Some(settled) = settled.filter(|_| !quiet) {
+            let (ctx, messages) = (ctx.clone(), batch.messages);
+            writing = Some(Writing {
+                from,
+                to: batch.next_offset,
+                task: tokio::spawn(async move { write_settled(&ctx, &messages, settled).await }),
+            });
         }
         // Idle (nothing came within `IDLE_COMMIT`): commit now, so lag shows 0 and a
         // restart re-runs nothing.
-        let idle = writing.is_none();
+        let idle = idle && writing.is_none();
         if let Some(at) = done.filter(|d| Some(*d) != committed)
             && (idle || last_commit.elapsed() >= ctx.commit_interval)
         {

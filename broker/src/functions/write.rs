@@ -15,6 +15,18 @@ use super::settle::{Fate, Settled};
 use crate::clock::now_ms;
 use crate::store::{Refusal, StoreError};
 
+/// Whether a settled batch has anything to write (emits, retries, dead letters).
+pub fn needs_write(settled: &Settled<Emit>) -> bool {
+    !settled.emits.is_empty() || settled.fates.iter().any(|f| *f != Fate::Ack)
+}
+
+/// Counts `n` messages acknowledged with nothing to write.
+pub fn count_acked(ctx: &RunCtx, n: usize) {
+    let stats = &ctx.shared.stats;
+    super::stats::add(&stats.acked, n as u64);
+    super::stats::add(&stats.handled, n as u64);
+}
+
 /// Writes what `batch` produced: emits first, then retries and dead letters. Any write
 /// error leaves the offset where it was (the batch is handled again).
 pub async fn write_settled(
