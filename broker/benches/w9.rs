@@ -8,7 +8,8 @@
 //! handler in Rust through `Functions::run_native` (same runner, calls on the same threads,
 //! same bisection, emit writes and commits), each in `filter` mode (emit the kept tenth to
 //! `w9-out`) and `pass` mode (ack). Each is timed from its start to the last message handled
-//! (its outputs written). Prints a table and the VM-to-native ratios as JSON.
+//! (its outputs written). `W9_ROUNDS` rounds (default 5) of the four, interleaved; prints
+//! each run, then the medians and the VM-to-native ratios of the medians as JSON.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -33,15 +34,18 @@ const BODY: usize = 1024;
 const SEND_BATCH: u64 = 1000;
 
 fn main() {
-    let messages: u64 = std::env::var("W9_MESSAGES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(200_000);
+    let setting = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(default)
+    };
+    let (messages, rounds) = (setting("W9_MESSAGES", 200_000), setting("W9_ROUNDS", 5));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    runtime.block_on(run(messages));
+    runtime.block_on(run(messages, rounds));
 }
 
 fn spec(mode: &str) -> FnSpec {
@@ -129,7 +133,7 @@ async fn deploy_wasm(functions: &Functions, name: &str, mode: &str) {
         .expect("deploy");
 }
 
-async fn run(messages: u64) {
+async fn run(messages: u64, rounds: u64) {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
     let (store, _) = Store::open(dir.path(), StoreConfig::default()).expect("store");
     let stop = CancellationToken::new();
@@ -152,14 +156,16 @@ async fn run(messages: u64) {
     let functions = Functions::start(core.clone(), FunctionsConfig::default(), None)
         .await
         .expect("functions");
-    let mut rates = BTreeMap::new();
-    for (kind, mode) in [
+    let mut rates: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let variants = [
         ("wasm", "filter"),
         ("native", "filter"),
         ("wasm", "pass"),
         ("native", "pass"),
-    ] {
-        let name = format!("{kind}-{mode}");
+    ];
+    for (round, (kind, mode)) in (0..rounds).flat_map(|r| variants.map(|v| (r, v))) {
+        let variant = format!("{kind}-{mode}");
+        let name = format!("{variant}-{round}");
         let started = Instant::now();
         if kind == "wasm" {
             deploy_wasm(&functions, &name, mode).await;
@@ -182,9 +188,16 @@ async fn run(messages: u64) {
             counters.calls,
             counters.emitted,
         );
-        rates.insert(name, rate);
+        rates.entry(variant).or_default().push(rate);
     }
-    let ratio = |mode: &str| rates[&format!("wasm-{mode}")] / rates[&format!("native-{mode}")];
+    let medians: BTreeMap<String, f64> = rates
+        .into_iter()
+        .map(|(variant, mut all)| {
+            all.sort_by(f64::total_cmp);
+            (variant, all[all.len() / 2])
+        })
+        .collect();
+    let ratio = |mode: &str| medians[&format!("wasm-{mode}")] / medians[&format!("native-{mode}")];
     println!(
         "{}",
         json!({
@@ -193,7 +206,8 @@ async fn run(messages: u64) {
             "messages": messages,
             "message_bytes": BODY,
             "queues": QUEUES,
-            "msg_per_s": rates,
+            "rounds": rounds,
+            "median_msg_per_s": medians,
             "vm_to_native_filter": ratio("filter"),
             "vm_to_native_pass": ratio("pass"),
         })
