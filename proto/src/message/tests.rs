@@ -69,6 +69,15 @@ fn message_ids_print_as_32_hex_digits_and_parse_back() {
     assert_eq!(id.v7_timestamp_ms(), 0x0190_f3c2_a1b2);
 }
 
+proptest::proptest! {
+    #[test]
+    fn every_message_id_prints_as_32_hex_digits_and_parses_back(id in proptest::prelude::any::<u128>()) {
+        let text = MessageId(id).to_string();
+        proptest::prop_assert_eq!(&text, &format!("{id:032x}"));
+        proptest::prop_assert_eq!(text.parse::<MessageId>(), Ok(MessageId(id)));
+    }
+}
+
 #[test]
 fn validate_names_the_limit() {
     let mut msg = SendMessage::new(None, bytes::Bytes::from(vec![0; 10]), 0);
