@@ -3,6 +3,8 @@
 //! a memory hog each end their call with a clear reason and hurt nothing after them; the
 //! import policy refuses sockets.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use quiver_fnhost::{FnEngine, FnModule, Limits, Outcome};
@@ -208,69 +210,33 @@ async fn a_settled_call_leaves_its_instance_to_the_next_and_a_failed_one_does_no
         keep_instances: 1,
         ..small()
     };
-    let conf = config(&[]);
-    let call = |body: &'static str, conf, limits: Limits| {
-        let module = &module;
+    let call = |body: &'static str, conf: &Arc<BTreeMap<String, String>>, limits: &Limits| {
+        let (module, conf, limits) = (&module, conf.clone(), limits.clone());
         async move { module.call(&[message(0, body)], conf, &limits).await }
     };
-    assert_eq!(
-        counts(&call("count", conf.clone(), kept.clone()).await),
-        ["count 1"]
-    );
-    assert_eq!(
-        counts(&call("count", conf.clone(), kept.clone()).await),
-        ["count 2"]
-    );
+    // The `count` the instance that ran it logged.
+    let count = |conf, limits| async move { counts(&call("count", conf, limits).await) };
+    let (conf, other) = (config(&[]), config(&[("greeting", "hi")]));
+    assert_eq!(count(&conf, &kept).await, ["count 1"]);
+    assert_eq!(count(&conf, &kept).await, ["count 2"]);
     // What an instance printed is read once: each call logs only its own lines.
     for _ in 0..2 {
-        let report = call("chatty", conf.clone(), kept.clone()).await;
+        let report = call("chatty", &conf, &kept).await;
         let printed: Vec<_> = report.logs.iter().filter(|l| l.level == "stdout").collect();
         assert_eq!(printed.len(), 1, "{:?}", report.logs);
     }
-    assert_eq!(
-        counts(&call("count", conf.clone(), kept.clone()).await),
-        ["count 3"]
-    );
+    assert_eq!(count(&conf, &kept).await, ["count 3"]);
     // A failed call throws its instance away.
-    assert!(
-        call("boom", conf.clone(), kept.clone())
-            .await
-            .settled
-            .is_err()
-    );
-    assert_eq!(
-        counts(&call("count", conf.clone(), kept.clone()).await),
-        ["count 1"]
-    );
+    assert!(call("boom", &conf, &kept).await.settled.is_err());
+    assert_eq!(count(&conf, &kept).await, ["count 1"]);
     // Other settings: a fresh instance (a guest may have cached the old ones).
-    let other = config(&[("greeting", "hi")]);
-    assert_eq!(
-        counts(&call("count", other.clone(), kept.clone()).await),
-        ["count 1"]
-    );
-    assert_eq!(
-        counts(&call("count", other.clone(), kept.clone()).await),
-        ["count 2"]
-    );
+    assert_eq!(count(&other, &kept).await, ["count 1"]);
+    assert_eq!(count(&other, &kept).await, ["count 2"]);
     // Memory grown past the keep limit (4 MiB by default): not kept.
-    assert!(
-        call("grow", other.clone(), kept.clone())
-            .await
-            .settled
-            .is_ok()
-    );
-    assert_eq!(
-        counts(&call("count", other.clone(), kept.clone()).await),
-        ["count 1"]
-    );
+    assert!(call("grow", &other, &kept).await.settled.is_ok());
+    assert_eq!(count(&other, &kept).await, ["count 1"]);
     // Keeping none: a fresh instance per call.
     let fresh = small();
-    assert_eq!(
-        counts(&call("count", conf.clone(), fresh.clone()).await),
-        ["count 1"]
-    );
-    assert_eq!(
-        counts(&call("count", conf.clone(), fresh).await),
-        ["count 1"]
-    );
+    assert_eq!(count(&conf, &fresh).await, ["count 1"]);
+    assert_eq!(count(&conf, &fresh).await, ["count 1"]);
 }
