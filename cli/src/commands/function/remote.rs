@@ -246,6 +246,7 @@ pub async fn run(command: RemoteCommand, ctx: &Context) -> anyhow::Result<()> {
         RemoteCommand::Logs { name, follow } => {
             let brokers = admin.function_brokers(&name).await?;
             let mut after = vec![0u64; brokers.len()];
+            let mut printed = false;
             loop {
                 // One broker waits for new lines; with several, each is asked in turn.
                 let wait = if !follow {
@@ -258,6 +259,7 @@ pub async fn run(command: RemoteCommand, ctx: &Context) -> anyhow::Result<()> {
                 for (i, (broker, addr)) in brokers.iter().enumerate() {
                     let answer = admin.function_logs(addr, &name, after[i], wait).await?;
                     for line in &answer.lines {
+                        printed = true;
                         after[i] = line.seq;
                         match ctx.output {
                             Output::Json => println!(
@@ -275,6 +277,12 @@ pub async fn run(command: RemoteCommand, ctx: &Context) -> anyhow::Result<()> {
                     }
                 }
                 if !follow {
+                    if !printed && matches!(ctx.output, Output::Text) {
+                        eprintln!(
+                            "no log lines of {name} yet (what it logs with quiver_fn::log or \
+                             prints, and the broker's notes about it, show here)"
+                        );
+                    }
                     break;
                 }
             }
