@@ -39,6 +39,8 @@ const TICK: Duration = Duration::from_millis(10);
 const WASM_STACK_BYTES: usize = 256 << 10;
 /// Instances, tables and memories one call may create (the component and its adapters).
 const INSTANCES_PER_CALL: usize = 16;
+/// Why a call past its deadline failed.
+const DEADLINE_EXCEEDED: &str = "deadline exceeded (the call ran too long)";
 /// A store's stdout and stderr each hold this many log lines' worth of bytes; an instance
 /// that printed half of it is not kept.
 const PRINTED_LINES: usize = 8;
@@ -467,7 +469,16 @@ impl FnModule {
                         UpdateDeadline::Yield(1)
                     })
                 });
-                self.run(&mut store, instance, batch).await
+                // The epoch callback only runs while wasm runs: a guest blocked in a host
+                // call (a clock, a poll) ends here instead, a tick past its deadline.
+                let end = tokio::time::Instant::from_std(deadline + TICK);
+                match tokio::time::timeout_at(end, self.run(&mut store, instance, batch)).await {
+                    Ok(ran) => ran,
+                    Err(_) => {
+                        store.data_mut().timed_out = true;
+                        (Err(DEADLINE_EXCEEDED.to_owned()), None)
+                    }
+                }
             }
             Err(err) => (Err(format!("cannot set the call's fuel: {err}")), None),
         };
@@ -603,7 +614,7 @@ fn why(err: &wasmtime::Error) -> String {
     let root = err.root_cause().to_string();
     match err.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => "out of fuel (the call's instruction budget)".into(),
-        Some(Trap::Interrupt) => "deadline exceeded (the call ran too long)".into(),
+        Some(Trap::Interrupt) => DEADLINE_EXCEEDED.into(),
         Some(Trap::UnreachableCodeReached) => {
             "the function panicked or aborted (its stderr is in the log)".into()
         }

@@ -126,6 +126,32 @@ async fn a_loop_a_panic_and_a_memory_hog_fail_their_call_and_nothing_else() {
 }
 
 #[tokio::test]
+async fn a_guest_blocked_in_a_host_call_ends_at_its_deadline() {
+    let engine = FnEngine::new().unwrap();
+    let module = FnModule::load(&engine, &guest("misbehave")).unwrap();
+    let limits = Limits {
+        deadline_per_message: Duration::from_millis(50),
+        keep_instances: 1,
+        ..small()
+    };
+    // It sleeps an hour, waiting on a clock in the host: no wasm runs to see the deadline.
+    let batch = [message(0, "sleep")];
+    let call = module.call(&batch, config(&[]), &limits);
+    let report = tokio::time::timeout(Duration::from_secs(60), call)
+        .await
+        .expect("the call ends at its deadline, not after the hour");
+    eprintln!("a sleeping call ended after {:?}", report.elapsed);
+    let err = report.settled.unwrap_err();
+    assert!(err.contains("deadline"), "{err}");
+    assert!(report.timed_out);
+    // Its instance is not kept: the next call is served.
+    let ok = module
+        .call(&[message(1, "fine")], config(&[]), &limits)
+        .await;
+    assert_eq!(ok.settled.unwrap(), vec![Outcome::Ack]);
+}
+
+#[tokio::test]
 async fn the_router_plugin_routes_by_tag_and_by_body() {
     let engine = FnEngine::new().unwrap();
     let module = FnModule::load(&engine, &guest("router")).unwrap();

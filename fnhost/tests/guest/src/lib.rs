@@ -71,6 +71,11 @@ impl Function for Misbehave {
                 drop(big);
                 Outcome::Ack
             }
+            "sleep" => {
+                // Blocks in a host call (a clock), not in wasm: no epoch check runs meanwhile.
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+                Outcome::Ack
+            }
             "retry" => Outcome::Retry(Some(250)),
             "dead" => Outcome::DeadLetter("asked to".into()),
             other => match other.strip_prefix("emit:") {
