@@ -39,6 +39,10 @@ const TICK: Duration = Duration::from_millis(10);
 const WASM_STACK_BYTES: usize = 256 << 10;
 /// Instances, tables and memories one call may create (the component and its adapters).
 const INSTANCES_PER_CALL: usize = 16;
+/// Host resources (WASI streams, pollables) one instance may hold at once: a Rust guest
+/// holds a handful; the table's own default (a million) would let one instance hold about
+/// 100 MB of the broker's memory.
+const HOST_RESOURCES_MAX: usize = 4096;
 /// Why a call past its deadline failed.
 const DEADLINE_EXCEEDED: &str = "deadline exceeded (the call ran too long)";
 /// A store's stdout and stderr each hold this many log lines' worth of bytes; an instance
@@ -557,9 +561,11 @@ impl FnModule {
             .memories(INSTANCES_PER_CALL)
             .trap_on_grow_failure(true)
             .build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(HOST_RESOURCES_MAX);
         let state = FnState {
             wasi,
-            table: ResourceTable::new(),
+            table,
             limiter: CallLimiter {
                 limits: limits_of_store,
                 memory_bytes: 0,
@@ -618,6 +624,10 @@ fn why(err: &wasmtime::Error) -> String {
         Some(Trap::UnreachableCodeReached) => {
             "the function panicked or aborted (its stderr is in the log)".into()
         }
+        _ if root.contains("resource table has no free keys") => format!(
+            "over the limit of {HOST_RESOURCES_MAX} host resources (streams, pollables) held at \
+             once"
+        ),
         _ if root.contains("growing memory") => {
             format!("out of memory: over the instance's memory limit ({root})")
         }

@@ -152,6 +152,23 @@ async fn a_guest_blocked_in_a_host_call_ends_at_its_deadline() {
 }
 
 #[tokio::test]
+async fn a_guest_that_hoards_host_resources_fails_at_the_cap() {
+    let engine = FnEngine::new().unwrap();
+    let module = FnModule::load(&engine, &guest("misbehave")).unwrap();
+    let report = module
+        .call(&[message(0, "leak")], config(&[]), &small())
+        .await;
+    let err = report
+        .settled
+        .expect_err("100,000 resources are over the cap");
+    assert!(err.contains("host resources"), "{err}");
+    let ok = module
+        .call(&[message(1, "fine")], config(&[]), &small())
+        .await;
+    assert_eq!(ok.settled.unwrap(), vec![Outcome::Ack]);
+}
+
+#[tokio::test]
 async fn the_router_plugin_routes_by_tag_and_by_body() {
     let engine = FnEngine::new().unwrap();
     let module = FnModule::load(&engine, &guest("router")).unwrap();

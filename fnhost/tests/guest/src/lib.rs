@@ -76,6 +76,13 @@ impl Function for Misbehave {
                 std::thread::sleep(std::time::Duration::from_secs(3600));
                 Outcome::Ack
             }
+            "leak" => {
+                // 100,000 host resources (stdout streams), never dropped.
+                for _ in 0..100_000 {
+                    std::mem::forget(wasi::cli::stdout::get_stdout());
+                }
+                Outcome::Ack
+            }
             "retry" => Outcome::Retry(Some(250)),
             "dead" => Outcome::DeadLetter("asked to".into()),
             other => match other.strip_prefix("emit:") {
