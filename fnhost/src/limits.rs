@@ -3,6 +3,11 @@
 
 use std::time::Duration;
 
+use quiver_proto::message::{KEY_BYTES_MAX, KEYS_MAX, NAME_BYTES_MAX, TAG_BYTES_MAX};
+
+/// Topic, tag and keys of one emit, at most.
+const EMIT_OVERHEAD_MAX: usize = NAME_BYTES_MAX + TAG_BYTES_MAX + KEYS_MAX * KEY_BYTES_MAX;
+
 /// Per-call limits of a function.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -16,6 +21,9 @@ pub struct Limits {
     pub emits_per_message: usize,
     /// Largest emitted body.
     pub emit_bytes_max: usize,
+    /// Bytes of emits one call may hold (at least one message's worth: see
+    /// [`Limits::emit_budget`]); past it the call fails and the runner splits the batch.
+    pub emit_bytes_per_call: usize,
     /// Log lines one call keeps (the rest are counted, not kept).
     pub log_lines_max: usize,
     /// Longest log line kept (longer ones are cut).
@@ -35,6 +43,7 @@ impl Default for Limits {
             memory_bytes: 64 << 20,
             emits_per_message: 16,
             emit_bytes_max: 1 << 20,
+            emit_bytes_per_call: 16 << 20,
             log_lines_max: 256,
             log_line_bytes_max: 4096,
             keep_instances: 0,
@@ -47,6 +56,15 @@ impl Limits {
     /// Fuel for a batch of `n` messages.
     pub fn fuel(&self, n: usize) -> u64 {
         self.fuel_per_message.saturating_mul(n.max(1) as u64)
+    }
+
+    /// Bytes of emits one call may hold: `emit_bytes_per_call`, and never less than one
+    /// message may emit (so a batch split down to one message always fits).
+    pub fn emit_budget(&self) -> usize {
+        let one_message = self
+            .emits_per_message
+            .saturating_mul(self.emit_bytes_max.saturating_add(EMIT_OVERHEAD_MAX));
+        self.emit_bytes_per_call.max(one_message)
     }
 
     /// Deadline for a batch of `n` messages.

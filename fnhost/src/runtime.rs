@@ -272,6 +272,10 @@ struct FnState {
     limits: Limits,
     emits: Vec<Emit>,
     emits_left: usize,
+    /// Bytes of this call's emits so far.
+    emit_bytes: usize,
+    /// An emit was refused for the call's emit budget: the call fails (and is split).
+    emits_over: bool,
     logs: Vec<LogLine>,
     logs_dropped: usize,
     /// The epoch callback interrupted the call at its deadline.
@@ -349,6 +353,13 @@ impl bindings::quiver::function::host::Host for FnState {
                 "at most {KEYS_MAX} keys of at most {KEY_BYTES_MAX} bytes each"
             ));
         }
+        let bytes = emit_size(&topic, tag.as_deref(), &keys, &body);
+        let budget = self.limits.emit_budget();
+        if self.emit_bytes + bytes > budget {
+            self.emits_over = true;
+            return Err(format!("over the call's emit budget of {budget} bytes"));
+        }
+        self.emit_bytes += bytes;
         self.emits_left -= 1;
         self.emits.push(Emit {
             topic,
@@ -455,6 +466,8 @@ impl FnModule {
         state.limits = limits.clone();
         state.emits.clear();
         state.emits_left = limits.emits_per_message.saturating_mul(batch.len().max(1));
+        state.emit_bytes = 0;
+        state.emits_over = false;
         state.logs.clear();
         state.logs_dropped = 0;
         state.timed_out = false;
@@ -489,6 +502,16 @@ impl FnModule {
         let fuel_used = fuel.saturating_sub(store.get_fuel().unwrap_or(0));
         let state = store.data_mut();
         let timed_out = state.timed_out;
+        // Held emits are bounded per call; a batch whose emits pass the budget fails, so
+        // the runner splits it (one message's emits always fit).
+        let (settled, instance) = match settled {
+            Ok(_) if state.emits_over => {
+                let budget = limits.emit_budget();
+                let why = format!("the call's emits passed {budget} bytes (the batch is split)");
+                (Err(why), None)
+            }
+            ran => (ran, instance),
+        };
         for level in ["stdout", "stderr"] {
             let printed = if level == "stdout" {
                 state.stdout.take()
@@ -576,6 +599,8 @@ impl FnModule {
             limits: limits.clone(),
             emits: Vec::new(),
             emits_left: 0,
+            emit_bytes: 0,
+            emits_over: false,
             logs: Vec::new(),
             logs_dropped: 0,
             timed_out: false,
@@ -613,6 +638,11 @@ impl FnModule {
         }
         (Ok(outcomes), Some(instance))
     }
+}
+
+/// Bytes an emit holds.
+fn emit_size(topic: &str, tag: Option<&str>, keys: &[String], body: &[u8]) -> usize {
+    topic.len() + tag.map_or(0, str::len) + keys.iter().map(String::len).sum::<usize>() + body.len()
 }
 
 /// Why a call failed, in words (without the wasm backtrace).

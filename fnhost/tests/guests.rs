@@ -169,6 +169,32 @@ async fn a_guest_that_hoards_host_resources_fails_at_the_cap() {
 }
 
 #[tokio::test]
+async fn a_call_holds_a_bounded_amount_of_emits() {
+    let engine = FnEngine::new().unwrap();
+    let module = FnModule::load(&engine, &guest("misbehave")).unwrap();
+    let limits = small();
+    // 16 MiB, or one message's worth (16 emits of 1 MiB and their names) when larger.
+    assert!((16 << 20..32 << 20).contains(&limits.emit_budget()));
+    // 8 messages × 4 MiB: over the budget; the call fails, holding nothing.
+    let fat: Vec<_> = (0..8).map(|i| message(i, "fat")).collect();
+    let report = module.call(&fat, config(&[]), &limits).await;
+    let err = report.settled.expect_err("32 MiB of emits in one call");
+    assert!(err.contains("emits passed"), "{err}");
+    assert!(report.emits.is_empty());
+    // Split down, each half of a half fits: 2 × 4 MiB.
+    let report = module.call(&fat[..2], config(&[]), &limits).await;
+    assert_eq!(report.settled.unwrap(), vec![Outcome::Ack; 2]);
+    assert_eq!(report.emits.len(), 8);
+    // One message's own limits always fit the budget, however small it is set.
+    let tight = Limits {
+        emit_bytes_per_call: 1,
+        ..small()
+    };
+    let report = module.call(&fat[..1], config(&[]), &tight).await;
+    assert_eq!(report.settled.unwrap(), vec![Outcome::Ack]);
+}
+
+#[tokio::test]
 async fn the_router_plugin_routes_by_tag_and_by_body() {
     let engine = FnEngine::new().unwrap();
     let module = FnModule::load(&engine, &guest("router")).unwrap();

@@ -31,6 +31,9 @@ pub struct FunctionsConfig {
     pub emits_per_message: u32,
     /// Largest emitted body.
     pub emit_bytes_max: u32,
+    /// Bytes of emits one call may hold before it is written (at least one message's
+    /// worth); past it the call fails and the batch is split.
+    pub emit_bytes_per_call: u64,
     /// An instance whose call settled serves its function's next calls (up to `instances`
     /// kept per function) while its linear memory is at most this; 0: a fresh instance per
     /// call. Kept memory is at most functions × instances × this.
@@ -51,6 +54,7 @@ impl Default for FunctionsConfig {
             instances: 2,
             emits_per_message: 16,
             emit_bytes_max: 1 << 20,
+            emit_bytes_per_call: 16 << 20,
             kept_instance_bytes: 4 << 20,
         }
     }
@@ -128,6 +132,7 @@ impl FunctionsConfig {
             memory_bytes: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
             emits_per_message: limits.emits_per_message as usize,
             emit_bytes_max: limits.emit_bytes_max as usize,
+            emit_bytes_per_call: usize::try_from(self.emit_bytes_per_call).unwrap_or(usize::MAX),
             keep_instances: if keep { limits.instances as usize } else { 0 },
             keep_memory_bytes: usize::try_from(self.kept_instance_bytes).unwrap_or(usize::MAX),
             ..quiver_fnhost::Limits::default()

@@ -83,6 +83,15 @@ impl Function for Misbehave {
                 }
                 Outcome::Ack
             }
+            "fat" => {
+                // Four 1 MiB emits.
+                for _ in 0..4 {
+                    if let Err(reason) = quiver_fn::emit("fat", None, &[], &vec![7u8; 1 << 20]) {
+                        return Outcome::DeadLetter(reason);
+                    }
+                }
+                Outcome::Ack
+            }
             "retry" => Outcome::Retry(Some(250)),
             "dead" => Outcome::DeadLetter("asked to".into()),
             other => match other.strip_prefix("emit:") {
