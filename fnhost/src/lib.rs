@@ -5,13 +5,17 @@
 //!
 //! - `imports.rs`: which imports a component may have (pure; refused ones are named).
 //! - `limits.rs`: the per-call limits and their defaults.
-//! - `runtime.rs`: the engine, a loaded function, and one call.
+//! - `engine.rs`: the engine and its epoch ticker.
+//! - `runtime.rs`: a loaded function, its kept instances, and one call.
+//! - `state.rs`: what an instance's store holds, and the host functions guests import.
 //! - `artifact.rs`: loading a stored compiled artefact (the one reviewed `unsafe`).
 
 mod artifact;
+mod engine;
 mod imports;
 mod limits;
 mod runtime;
+mod state;
 
 pub use artifact::artifact_checksum;
 pub use imports::{ImportRefused, check_imports};

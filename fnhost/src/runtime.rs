@@ -1,4 +1,4 @@
-//! The engine (with its epoch ticker), a loaded function, and one call. An instance whose
+//! A loaded function and one call. An instance whose
 //! call settled may serve the function's next calls (`Limits::keep_instances`, while its
 //! memory stays under `Limits::keep_memory_bytes`); a trap, a timeout or an out-of-memory
 //! throws it away, so a broken instance never runs again. Emits are kept per call and
@@ -9,18 +9,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{
-    Config, Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap, UpdateDeadline,
-};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-
-use quiver_proto::message::{KEY_BYTES_MAX, KEYS_MAX, TAG_BYTES_MAX};
+use wasmtime::{Engine, Store, StoreLimitsBuilder, Trap, UpdateDeadline};
+use wasmtime_wasi::WasiCtx;
 
 use crate::imports::{ImportRefused, check_imports};
 use crate::limits::Limits;
 
-mod bindings {
+pub(crate) mod bindings {
     wasmtime::component::bindgen!({
         world: "function",
         path: "../sdk-wasm/wit",
@@ -30,24 +25,16 @@ mod bindings {
     });
 }
 
-use bindings::quiver::function::host::Level;
 pub use bindings::quiver::function::types::{Message, Outcome};
 
-/// How often the engine's epoch advances: the granularity of call deadlines.
-const TICK: Duration = Duration::from_millis(10);
-/// Deepest wasm stack a call may use.
-const WASM_STACK_BYTES: usize = 256 << 10;
+pub use crate::engine::FnEngine;
+use crate::engine::TICK;
+use crate::state::{CallLimiter, FnState, HOST_RESOURCES_MAX, PRINTED_LINES, Printed};
+
 /// Instances, tables and memories one call may create (the component and its adapters).
 const INSTANCES_PER_CALL: usize = 16;
-/// Host resources (WASI streams, pollables) one instance may hold at once: a Rust guest
-/// holds a handful; the table's own default (a million) would let one instance hold about
-/// 100 MB of the broker's memory.
-const HOST_RESOURCES_MAX: usize = 4096;
 /// Why a call past its deadline failed.
 const DEADLINE_EXCEEDED: &str = "deadline exceeded (the call ran too long)";
-/// A store's stdout and stderr each hold this many log lines' worth of bytes; an instance
-/// that printed half of it is not kept.
-const PRINTED_LINES: usize = 8;
 
 /// What went wrong loading or calling a function.
 #[derive(Debug, thiserror::Error)]
@@ -114,267 +101,6 @@ pub struct CallReport {
     pub timed_out: bool,
 }
 
-/// The wasmtime engine of every function of a process, with the thread that advances its
-/// epoch (stopped when the engine is dropped).
-pub struct FnEngine {
-    engine: Engine,
-    _ticking: Arc<()>,
-}
-
-impl FnEngine {
-    /// An engine with fuel metering and epoch deadlines.
-    pub fn new() -> Result<Self, FnError> {
-        let mut config = Config::new();
-        config
-            .consume_fuel(true)
-            .epoch_interruption(true)
-            .max_wasm_stack(WASM_STACK_BYTES)
-            // Functions are Rust (linear memory): no GC types, so no collector is built in
-            // (the crate's `gc` feature stays on: RELIABILITY.md 8.5).
-            .wasm_gc(false)
-            .wasm_function_references(false)
-            .wasm_exceptions(false)
-            .gc_support(false);
-        let engine = Engine::new(&config)?;
-        let ticking = Arc::new(());
-        let alive = Arc::downgrade(&ticking);
-        let ticked = engine.clone();
-        std::thread::Builder::new()
-            .name("fn-epoch".into())
-            .spawn(move || {
-                while alive.strong_count() > 0 {
-                    std::thread::sleep(TICK);
-                    ticked.increment_epoch();
-                }
-            })
-            .map_err(|err| FnError::Host(format!("cannot start the epoch ticker: {err}")))?;
-        Ok(FnEngine {
-            engine,
-            _ticking: ticking,
-        })
-    }
-
-    /// Names what a compiled artefact depends on: the wasmtime version and every engine
-    /// setting that changes code. An artefact stored under another key must be recompiled.
-    pub fn artifact_key(&self) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = Xxh3Hasher::default();
-        self.engine
-            .precompile_compatibility_hash()
-            .hash(&mut hasher);
-        hasher.finish()
-    }
-
-    pub(crate) fn engine(&self) -> &Engine {
-        &self.engine
-    }
-}
-
-/// A hasher that gives the same value in every process (std's `DefaultHasher` promises that
-/// only within one build).
-#[derive(Default)]
-struct Xxh3Hasher(xxhash_rust::xxh3::Xxh3);
-
-impl std::hash::Hasher for Xxh3Hasher {
-    fn finish(&self) -> u64 {
-        self.0.digest()
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        self.0.update(bytes);
-    }
-}
-
-/// The store's limits, noting how far its memory grew.
-struct CallLimiter {
-    limits: StoreLimits,
-    /// Largest linear memory size the instance reached.
-    memory_bytes: usize,
-}
-
-impl ResourceLimiter for CallLimiter {
-    fn memory_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        let allowed = self.limits.memory_growing(current, desired, maximum)?;
-        if allowed {
-            self.memory_bytes = self.memory_bytes.max(desired);
-        }
-        Ok(allowed)
-    }
-
-    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
-        self.limits.memory_grow_failed(error)
-    }
-
-    fn table_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        self.limits.table_growing(current, desired, maximum)
-    }
-
-    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
-        self.limits.table_grow_failed(error)
-    }
-
-    fn instances(&self) -> usize {
-        self.limits.instances()
-    }
-
-    fn tables(&self) -> usize {
-        self.limits.tables()
-    }
-
-    fn memories(&self) -> usize {
-        self.limits.memories()
-    }
-}
-
-/// What the guest printed, read a call at a time.
-struct Printed {
-    pipe: MemoryOutputPipe,
-    /// Bytes of it earlier calls read.
-    read: usize,
-}
-
-impl Printed {
-    fn new(capacity: usize) -> Self {
-        Printed {
-            pipe: MemoryOutputPipe::new(capacity),
-            read: 0,
-        }
-    }
-
-    /// What was printed since the last take.
-    fn take(&mut self) -> Vec<u8> {
-        let all = self.pipe.contents();
-        let new = all.get(self.read..).unwrap_or_default().to_vec();
-        self.read = all.len();
-        new
-    }
-}
-
-/// What a call's instance holds: WASI without capabilities, the limits, and what the guest
-/// logged and emitted.
-struct FnState {
-    wasi: WasiCtx,
-    table: ResourceTable,
-    limiter: CallLimiter,
-    stdout: Printed,
-    stderr: Printed,
-    config: Arc<BTreeMap<String, String>>,
-    limits: Limits,
-    emits: Vec<Emit>,
-    emits_left: usize,
-    /// Bytes of this call's emits so far.
-    emit_bytes: usize,
-    /// An emit was refused for the call's emit budget: the call fails (and is split).
-    emits_over: bool,
-    logs: Vec<LogLine>,
-    logs_dropped: usize,
-    /// The epoch callback interrupted the call at its deadline.
-    timed_out: bool,
-}
-
-impl FnState {
-    fn log_line(&mut self, level: &'static str, text: &str) {
-        if self.logs.len() >= self.limits.log_lines_max {
-            self.logs_dropped += 1;
-            return;
-        }
-        let mut cut = text.len().min(self.limits.log_line_bytes_max);
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        self.logs.push(LogLine {
-            level,
-            text: text[..cut].to_owned(),
-        });
-    }
-}
-
-impl WasiView for FnState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl bindings::quiver::function::types::Host for FnState {}
-
-impl bindings::quiver::function::host::Host for FnState {
-    async fn log(&mut self, level: Level, text: String) {
-        let level = match level {
-            Level::Trace => "trace",
-            Level::Debug => "debug",
-            Level::Info => "info",
-            Level::Warn => "warn",
-            Level::Error => "error",
-        };
-        self.log_line(level, &text);
-    }
-
-    async fn emit(
-        &mut self,
-        topic: String,
-        tag: Option<String>,
-        keys: Vec<String>,
-        body: Vec<u8>,
-    ) -> Result<(), String> {
-        if self.emits_left == 0 {
-            return Err(format!(
-                "over the emit limit ({} per message)",
-                self.limits.emits_per_message
-            ));
-        }
-        if body.len() > self.limits.emit_bytes_max {
-            return Err(format!(
-                "body of {} bytes is over the emit limit of {} bytes",
-                body.len(),
-                self.limits.emit_bytes_max
-            ));
-        }
-        if let Err(why) = quiver_proto::Name::new(&topic) {
-            return Err(format!("topic {topic:?}: {why}"));
-        }
-        if tag.as_ref().is_some_and(|t| t.len() > TAG_BYTES_MAX) {
-            return Err(format!("tag is over {TAG_BYTES_MAX} bytes"));
-        }
-        if keys.len() > KEYS_MAX || keys.iter().any(|k| k.len() > KEY_BYTES_MAX) {
-            return Err(format!(
-                "at most {KEYS_MAX} keys of at most {KEY_BYTES_MAX} bytes each"
-            ));
-        }
-        let bytes = emit_size(&topic, tag.as_deref(), &keys, &body);
-        let budget = self.limits.emit_budget();
-        if self.emit_bytes + bytes > budget {
-            self.emits_over = true;
-            return Err(format!("over the call's emit budget of {budget} bytes"));
-        }
-        self.emit_bytes += bytes;
-        self.emits_left -= 1;
-        self.emits.push(Emit {
-            topic,
-            tag,
-            keys,
-            body,
-        });
-        Ok(())
-    }
-
-    async fn config(&mut self, key: String) -> Option<String> {
-        self.config.get(&key).cloned()
-    }
-}
-
 /// An instance whose last call settled, with its store.
 struct Kept {
     store: Store<FnState>,
@@ -401,7 +127,7 @@ pub struct FnModule {
 impl FnModule {
     /// Compiles a component and checks its imports.
     pub fn load(engine: &FnEngine, wasm: &[u8]) -> Result<Self, FnError> {
-        let component = Component::new(&engine.engine, wasm)
+        let component = Component::new(engine.engine(), wasm)
             .map_err(|err| FnError::Invalid(format!("{err:#}")))?;
         Self::link(engine, component)
     }
@@ -410,11 +136,11 @@ impl FnModule {
     pub(crate) fn link(engine: &FnEngine, component: Component) -> Result<Self, FnError> {
         let imports: Vec<String> = component
             .component_type()
-            .imports(&engine.engine)
+            .imports(engine.engine())
             .map(|(name, _)| name.to_owned())
             .collect();
         check_imports(imports.iter().map(String::as_str))?;
-        let mut linker = Linker::<FnState>::new(&engine.engine);
+        let mut linker = Linker::<FnState>::new(engine.engine());
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         bindings::Function::add_to_linker::<FnState, HasSelf<FnState>>(&mut linker, |s| s)?;
         let pre = linker
@@ -422,7 +148,7 @@ impl FnModule {
             .and_then(bindings::FunctionPre::new)
             .map_err(|err| FnError::Invalid(format!("{err:#}")))?;
         Ok(FnModule {
-            engine: engine.engine.clone(),
+            engine: engine.engine().clone(),
             component,
             pre,
             imports,
@@ -638,11 +364,6 @@ impl FnModule {
         }
         (Ok(outcomes), Some(instance))
     }
-}
-
-/// Bytes an emit holds.
-fn emit_size(topic: &str, tag: Option<&str>, keys: &[String], body: &[u8]) -> usize {
-    topic.len() + tag.map_or(0, str::len) + keys.iter().map(String::len).sum::<usize>() + body.len()
 }
 
 /// Why a call failed, in words (without the wasm backtrace).
