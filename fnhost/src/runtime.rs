@@ -101,7 +101,8 @@ pub struct CallReport {
     pub timed_out: bool,
 }
 
-/// An instance whose last call settled, with its store.
+/// An instance whose last call settled, with its store (made under the limits its state
+/// holds).
 struct Kept {
     store: Store<FnState>,
     instance: bindings::Function,
@@ -177,8 +178,9 @@ impl FnModule {
         let started = Instant::now();
         let kept = if limits.keep_instances > 0 {
             let mut idle = self.lock_idle();
-            // Instances that saw other settings are stale (a guest may cache them).
-            idle.retain(|kept| *kept.config() == config);
+            // Instances made under other limits (their store's memory cap, pipes) or that
+            // saw other settings (a guest may cache them) are stale.
+            idle.retain(|kept| kept.store.data().limits == *limits && *kept.config() == config);
             idle.pop()
         } else {
             None
@@ -279,7 +281,7 @@ impl FnModule {
     /// memory grew past the limit, or what it printed nears its pipes' capacity.
     fn keep(&self, store: Store<FnState>, instance: bindings::Function, limits: &Limits) {
         let state = store.data();
-        let printed_max = state.limits.log_line_bytes_max * PRINTED_LINES / 2;
+        let printed_max = limits.log_line_bytes_max * PRINTED_LINES / 2;
         if state.limiter.memory_bytes > limits.keep_memory_bytes
             || state.stdout.read > printed_max
             || state.stderr.read > printed_max

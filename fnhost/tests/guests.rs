@@ -301,6 +301,12 @@ async fn a_settled_call_leaves_its_instance_to_the_next_and_a_failed_one_does_no
     // Other settings: a fresh instance (a guest may have cached the old ones).
     assert_eq!(count(&other, &kept).await, ["count 1"]);
     assert_eq!(count(&other, &kept).await, ["count 2"]);
+    // Other limits: a fresh instance (its store was made with the old ones).
+    let roomier = Limits {
+        memory_bytes: 32 << 20,
+        ..kept.clone()
+    };
+    assert_eq!(count(&other, &roomier).await, ["count 1"]);
     // Memory grown past the keep limit (4 MiB by default): not kept.
     assert!(call("grow", &other, &kept).await.settled.is_ok());
     assert_eq!(count(&other, &kept).await, ["count 1"]);
